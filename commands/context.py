@@ -1,0 +1,75 @@
+"""What the root callback hands to every command through ``ctx.obj``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from sigmax_cli.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """Global options of one invocation, and the settings built from them on demand."""
+
+    home: Path | None = None
+    profile: str | None = None
+    env_file: Path | None = None
+    verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+    no_color: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def console(self) -> Console:
+        """Human output on stdout (rich; plain when not a terminal; honours NO_COLOR)."""
+        return Console(no_color=self.no_color or None, highlight=False, soft_wrap=False)
+
+    @property
+    def err_console(self) -> Console:
+        return Console(stderr=True, no_color=self.no_color or None, highlight=False)
+
+    def settings(self, overrides: dict[str, Any] | None = None, env_file: Path | None = None) -> Settings:
+        """Load the settings once (command-line ``overrides`` take precedence).
+
+        Also installs the log filter that masks every secret the settings hold.
+        """
+        from sigmax_cli.logs import mask_secrets
+        from sigmax_cli.settings import load_settings, secret_values
+
+        self._settings = load_settings(
+            profile=self.profile,
+            home=self.home,
+            env_file=env_file or self.env_file,
+            overrides=overrides,
+        )
+        mask_secrets(secret_values(self._settings))
+        return self._settings
+
+
+def obj(ctx: typer.Context) -> AppContext:
+    """The :class:`AppContext` of ``ctx`` (a default one when a test invokes a sub-app)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+    return root.obj
+
+
+def print_json(document: Any) -> None:
+    """Write one JSON document on stdout and nothing else (for ``--json``)."""
+    sys.stdout.write(json.dumps(document, default=_json_default, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,4 @@
+"""``sigmax paper`` (being built)."""
+import typer
+
+app = typer.Typer()

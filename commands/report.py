@@ -1,0 +1,4 @@
+"""``sigmax report`` (being built)."""
+import typer
+
+app = typer.Typer()

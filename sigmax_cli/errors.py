@@ -1,0 +1,122 @@
+"""The sigmax error tree.
+
+Every error a user can cause or an operator must act on is a :class:`SigmaxError`.
+Each carries a ``cause`` (what went wrong) and a ``fix`` (what to do about it); the CLI's
+single error boundary (``commands.app``) prints them as one sentence and exits with the
+error's ``exit_code``. Library exceptions (ccxt, SQLAlchemy, pydantic, OSError) are
+translated into these classes where they are raised, never shown raw.
+
+Grouping follows what the operator must do (after freqtrade's exception groups)::
+
+    SigmaxError
+    ├── ConfigError          bad option, profile, env file, setting        exit 2
+    ├── DataError            unreadable, corrupt or insufficient data      exit 65
+    ├── LedgerError          ledger unreachable or incompatible            exit 69
+    ├── NotFoundError        an id / file the user named does not exist    exit 66
+    ├── ExchangeError        exchange-side failure, a human must act       exit 69
+    │   ├── TemporaryError   network blip, timeout, 5xx: retry with back-off
+    │   │   └── RateLimited  429/418: back off at least ``retry_after`` s
+    │   ├── AuthenticationError
+    │   └── OrderRejected    the exchange or paper broker refused an order
+    │       └── InsufficientFunds
+    ├── RiskBlocked          the RiskGuard denied an order                  exit 1
+    └── Interrupted          Ctrl-C / SIGTERM; state was saved             exit 130
+"""
+
+from __future__ import annotations
+
+
+class SigmaxError(Exception):
+    """Base of all sigmax errors.
+
+    Args:
+        cause: what went wrong, as the user would say it (no trailing period needed).
+        fix: what to do about it; optional, appended after the cause.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, cause: str, fix: str | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause.rstrip(". ")
+        self.fix = fix.rstrip(". ") if fix else None
+
+    def sentence(self) -> str:
+        """The cause and the fix as one line: ``"<cause>; <fix>."``."""
+        if self.fix:
+            return f"{self.cause}; {self.fix}."
+        return f"{self.cause}."
+
+
+class ConfigError(SigmaxError):
+    """A setting, option, profile or env file is wrong or missing."""
+
+    exit_code = 2
+
+
+class DataError(SigmaxError):
+    """Market data (candles, archives, feeds) is unreadable, corrupt or too short."""
+
+    exit_code = 65  # EX_DATAERR, sysexits.h
+
+
+class NotFoundError(SigmaxError):
+    """Something the user named (run id, archive, model) does not exist."""
+
+    exit_code = 66  # EX_NOINPUT
+
+
+class LedgerError(SigmaxError):
+    """The ledger database cannot be reached, or its schema is incompatible."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ExchangeError(SigmaxError):
+    """An exchange call failed in a way a human must look at."""
+
+    exit_code = 69
+
+
+class TemporaryError(ExchangeError):
+    """A transient failure (network, timeout, 5xx, maintenance): safe to retry."""
+
+
+class RateLimited(TemporaryError):
+    """The exchange asked us to slow down (HTTP 429/418).
+
+    Attributes:
+        retry_after: seconds to wait before the next call, from ``Retry-After`` when sent.
+    """
+
+    def __init__(self, cause: str, fix: str | None = None, retry_after: float | None = None):
+        super().__init__(cause, fix)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ExchangeError):
+    """API key missing, wrong, expired or lacking a permission."""
+
+    exit_code = 77  # EX_NOPERM
+
+
+class OrderRejected(ExchangeError):
+    """An order was refused (precision, min notional, unknown symbol, funds)."""
+
+    exit_code = 1
+
+
+class InsufficientFunds(OrderRejected):
+    """The account does not hold enough of the asset the order spends."""
+
+
+class RiskBlocked(SigmaxError):
+    """The RiskGuard denied an order or the kill switch is engaged."""
+
+    exit_code = 1
+
+
+class Interrupted(SigmaxError):
+    """The run was stopped by Ctrl-C or SIGTERM after saving its state."""
+
+    exit_code = 130

@@ -1,0 +1,332 @@
+"""The ledger: records orders, fills, positions, equity and events; answers queries.
+
+One implementation over SQLAlchemy 2 Core serves SQLite (default, WAL mode) and
+PostgreSQL (psycopg 3). Writes from the trading loop are buffered and written in batches
+(``executemany``) every ``batch_size`` rows and on :meth:`Ledger.flush`, so the ledger is
+not the bottleneck of a replay; run start/finish and heartbeats are written at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from sigmax_cli.errors import ConfigError, LedgerError, NotFoundError
+from sigmax_cli.ledger import migrations
+from sigmax_cli.ledger import schema as s
+from sigmax_cli.settings import redact_url
+
+RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+
+
+def now_ms() -> int:
+    """Wall-clock time in UTC ms since epoch."""
+    return int(time.time() * 1000)
+
+
+def _normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a ledger URL (``sqlite:///PATH`` or ``postgresql://…``).
+
+    SQLite gets WAL journaling, ``synchronous=NORMAL`` and a 5 s busy timeout; its parent
+    directory is created. PostgreSQL uses psycopg 3 with a 5 s connect timeout.
+
+    Raises:
+        ConfigError: the URL is malformed or names a database sigmax does not support.
+    """
+    shown = redact_url(url)
+    try:
+        parsed = make_url(_normalise_url(url))
+    except ArgumentError:
+        raise ConfigError(
+            f"database URL {shown!r} is malformed",
+            "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB in SIGMAX_DATABASE_URL",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"database URL {shown!r} uses {backend}, which the ledger does not support",
+            "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+        )
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 5})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised via every sqlite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    try:
+        return create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
+    except NoSuchModuleError as exc:  # pragma: no cover - psycopg is a dependency
+        raise ConfigError(f"no driver for {shown!r} ({exc})", "install psycopg[binary]") from None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as stored: ids, settings snapshot and outcome."""
+
+    run_id: str
+    mode: str
+    profile: str
+    exchange: str
+    strategy: str
+    params: dict[str, Any]
+    symbols: list[str]
+    timeframe: str
+    data_files: list[dict[str, Any]]
+    initial_equity: float
+    started_ms: int
+    ended_ms: int | None
+    first_bar_ms: int | None
+    last_bar_ms: int | None
+    status: str
+    summary: dict[str, Any] | None
+    host: str
+    pid: int
+
+
+class Ledger:
+    """SQL ledger on SQLite or PostgreSQL. Use as a context manager or call :meth:`close`.
+
+    Args:
+        url: ledger URL (see :func:`make_engine`).
+        batch_size: buffered rows that trigger a write.
+
+    Raises:
+        ConfigError: malformed or unsupported URL.
+        LedgerError: database unreachable, or its schema newer than this sigmax.
+    """
+
+    def __init__(self, url: str, batch_size: int = 5000) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.batch_size = batch_size
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {"fills": [], "positions": [], "equity": [], "events": []}
+        self._pending = 0
+        try:
+            migrations.upgrade(self.engine)
+        except LedgerError:
+            self.engine.dispose()
+            raise
+        except (OperationalError, DBAPIError) as exc:
+            self.engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise LedgerError(
+                f"cannot open the ledger at {redact_url(url)} ({reason})",
+                "start the database or fix SIGMAX_DATABASE_URL",
+            ) from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush buffered rows and release connections."""
+        try:
+            self.flush()
+        finally:
+            self.engine.dispose()
+
+    @property
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return migrations.current_version(conn)
+
+    # -- runs ----------------------------------------------------------------------------
+    def start_run(
+        self, *, run_id: str, mode: str, profile: str, exchange: str, strategy: str,
+        params: dict[str, Any], symbols: list[str], timeframe: str,
+        data_files: list[dict[str, Any]], initial_equity: float,
+    ) -> None:
+        """Insert a run in status ``running``.
+
+        Raises:
+            ConfigError: a run with ``run_id`` already exists.
+        """
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first()
+            if exists:
+                raise ConfigError(f"run id {run_id!r} is already in the ledger", "pick another --run-id")
+            conn.execute(s.runs.insert().values(
+                run_id=run_id, mode=mode, profile=profile, exchange=exchange, strategy=strategy,
+                params_json=json.dumps(params, default=str), symbols_json=json.dumps(symbols),
+                timeframe=timeframe, data_files_json=json.dumps(data_files),
+                initial_equity=initial_equity, started_ms=now_ms(), status="running",
+                host=socket.gethostname(), pid=os.getpid(),
+            ))
+
+    def finish_run(
+        self, run_id: str, status: str, summary: dict[str, Any] | None = None,
+        first_bar_ms: int | None = None, last_bar_ms: int | None = None,
+    ) -> None:
+        """Flush everything buffered, then mark the run ``status`` with its summary."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        self.flush()
+        with self.engine.begin() as conn:
+            conn.execute(update(s.runs).where(s.runs.c.run_id == run_id).values(
+                status=status, ended_ms=now_ms(), first_bar_ms=first_bar_ms, last_bar_ms=last_bar_ms,
+                summary_json=json.dumps(summary, default=str) if summary is not None else None,
+            ))
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """The run ``run_id``. Raises :class:`NotFoundError` when absent."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.runs).where(s.runs.c.run_id == run_id)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in the ledger", "list runs with `sigmax report --list`")
+        return _run_info(row)
+
+    def latest_run(self, mode: str | None = None) -> RunInfo:
+        """The most recently started run (optionally of one mode). Raises NotFoundError."""
+        query = select(s.runs).order_by(s.runs.c.started_ms.desc(), s.runs.c.run_id.desc()).limit(1)
+        if mode:
+            query = query.where(s.runs.c.mode == mode)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFoundError("the ledger holds no runs yet", "start one with `sigmax paper`")
+        return _run_info(row)
+
+    def list_runs(self, limit: int = 50) -> list[RunInfo]:
+        """The newest ``limit`` runs, newest first."""
+        query = select(s.runs).order_by(s.runs.c.started_ms.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_run_info(r) for r in conn.execute(query).mappings()]
+
+    # -- buffered trading records ---------------------------------------------------------
+    def record_order(self, order: dict[str, Any]) -> None:
+        """Buffer the latest state of an order (keyed by ``client_order_id``; upserted)."""
+        self._orders[order["client_order_id"]] = dict(order)
+        self._bump()
+
+    def record_fill(self, fill: dict[str, Any]) -> None:
+        """Buffer one execution (columns of ``schema.fills`` without ``id``)."""
+        self._rows["fills"].append(fill)
+        self._bump()
+
+    def record_position(self, position: dict[str, Any]) -> None:
+        """Buffer one position change (columns of ``schema.positions`` without ``id``)."""
+        self._rows["positions"].append(position)
+        self._bump()
+
+    def record_equity(self, run_id: str, ts_ms: int, equity: float, cash: float, exposure: float,
+                      benchmark: float) -> None:
+        """Buffer one mark-to-market snapshot (quote currency) at bar time ``ts_ms``."""
+        self._rows["equity"].append({"run_id": run_id, "ts_ms": ts_ms, "equity": equity, "cash": cash,
+                                     "exposure": exposure, "benchmark": benchmark})
+        self._bump()
+
+    def record_event(self, run_id: str | None, ts_ms: int, level: str, kind: str, message: str,
+                     data: dict[str, Any] | None = None) -> None:
+        """Buffer an event (risk trip, rejection, warning). ``level``: info|warning|critical."""
+        self._rows["events"].append({"run_id": run_id, "ts_ms": ts_ms, "level": level, "kind": kind,
+                                     "message": message,
+                                     "data_json": json.dumps(data, default=str) if data else None})
+        self._bump()
+
+    def _bump(self) -> None:
+        self._pending += 1
+        if self._pending >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered row in one transaction (all or nothing)."""
+        if not self._pending:
+            return
+        with self.engine.begin() as conn:
+            if self._orders:
+                self._upsert_orders(conn, list(self._orders.values()))
+            for name in ("fills", "positions", "equity", "events"):
+                rows = self._rows[name]
+                if rows:
+                    conn.execute(s.metadata.tables[name].insert(), rows)
+        self._orders.clear()
+        for rows in self._rows.values():
+            rows.clear()
+        self._pending = 0
+
+    def _upsert_orders(self, conn, rows: list[dict[str, Any]]) -> None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(s.orders)
+        mutable = ("exchange_order_id", "filled", "average", "fee", "status", "reason", "updated_ms", "price")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[s.orders.c.client_order_id],
+            set_={c: getattr(stmt.excluded, c) for c in mutable},
+        )
+        conn.execute(stmt, rows)
+
+    # -- heartbeats ------------------------------------------------------------------------
+    def heartbeat(self, bot_id: str, run_id: str | None, mode: str, status: str,
+                  detail: dict[str, Any] | None = None) -> None:
+        """Upsert this bot's heartbeat now (written at once, not buffered)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        row = {"bot_id": bot_id, "run_id": run_id, "mode": mode, "host": socket.gethostname(),
+               "pid": os.getpid(), "ts_ms": now_ms(), "status": status,
+               "detail_json": json.dumps(detail, default=str) if detail else None}
+        stmt = insert(s.heartbeats).values(row)
+        stmt = stmt.on_conflict_do_update(index_elements=[s.heartbeats.c.bot_id],
+                                          set_={k: v for k, v in row.items() if k != "bot_id"})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # -- queries ---------------------------------------------------------------------------
+    def rows(self, table: str, run_id: str, order_by: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """All rows of ``table`` for ``run_id`` as dicts, ordered by ``order_by`` columns."""
+        t = s.metadata.tables[table]
+        query = select(t).where(t.c.run_id == run_id)
+        for col in order_by:
+            query = query.order_by(t.c[col])
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def count(self, table: str, run_id: str) -> int:
+        """Number of rows of ``table`` for ``run_id``."""
+        t = s.metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t).where(t.c.run_id == run_id)).scalar_one())
+
+
+def _run_info(row) -> RunInfo:
+    return RunInfo(
+        run_id=row["run_id"], mode=row["mode"], profile=row["profile"], exchange=row["exchange"],
+        strategy=row["strategy"], params=json.loads(row["params_json"]),
+        symbols=json.loads(row["symbols_json"]), timeframe=row["timeframe"],
+        data_files=json.loads(row["data_files_json"]), initial_equity=row["initial_equity"],
+        started_ms=row["started_ms"], ended_ms=row["ended_ms"], first_bar_ms=row["first_bar_ms"],
+        last_bar_ms=row["last_bar_ms"], status=row["status"],
+        summary=json.loads(row["summary_json"]) if row["summary_json"] else None,
+        host=row["host"], pid=row["pid"],
+    )

@@ -1,0 +1,369 @@
+"""Typed, frozen settings: one object per invocation.
+
+Precedence, highest first (see ../shared/DESIGN.md, "Settings"):
+
+1. command-line options (passed to :func:`load_settings` as ``overrides``)
+2. environment variables ``SIGMAX_*`` (nested with ``__``: ``SIGMAX_RISK__MAX_ORDER_NOTIONAL``)
+3. an env file (``--env-file``, or ``.env.testnet`` / ``.env.live`` for ``sigmax run``)
+4. the profile TOML (``profiles/<name>.toml``; ``conservative`` by default)
+5. the defaults below
+
+Units: money in the quote currency (USDT for the bundled profiles); fields ending in
+``_pct`` are percent (3.0 means 3 %), fields ending in ``_fraction`` are fractions (0.03);
+durations carry their unit in the name (``_minutes``, ``_seconds``); timestamps are UTC ms.
+
+Secrets (API keys, passwords, webhook URLs, the password inside a database or Redis URL)
+are ``SecretStr`` or redacted by :func:`redacted_dict`; :func:`secret_values` lists them
+so that logging can mask them (see ``sigmax_cli.logs``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from sigmax_cli.errors import ConfigError
+
+BUILTIN_PROFILES = ("conservative", "balanced", "aggressive")
+DEFAULT_PROFILE = "conservative"
+REDACTED = "***"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StrategySettings(_Section):
+    """Parameters of the rule strategy (trend filter + RSI/MACD entries, SL/TP exits).
+
+    Sources: RSI after Wilder (1978), MACD after Appel (1979), both on bar closes.
+    """
+
+    trend_ema: int = Field(200, ge=2, description="bars; trend filter EMA length")
+    rsi_period: int = Field(14, ge=2, description="bars; Wilder RSI length")
+    rsi_entry: float = Field(35.0, gt=0, lt=100, description="RSI points; buy below")
+    rsi_exit: float = Field(70.0, gt=0, lt=100, description="RSI points; sell above")
+    macd_fast: int = Field(12, ge=1, description="bars")
+    macd_slow: int = Field(26, ge=2, description="bars")
+    macd_signal: int = Field(9, ge=1, description="bars")
+    stop_loss_pct: float = Field(3.0, gt=0, lt=100, description="percent below entry")
+    take_profit_pct: float = Field(6.0, gt=0, description="percent above entry")
+    position_fraction: float = Field(
+        0.1, gt=0, le=1, description="fraction of equity allocated per symbol"
+    )
+
+
+class RiskSettings(_Section):
+    """Pre-trade limits the RiskGuard enforces. Money in quote currency."""
+
+    max_order_notional: float = Field(1000.0, gt=0, description="quote per order")
+    max_position_notional: float = Field(2000.0, gt=0, description="quote per symbol")
+    max_total_notional: float = Field(5000.0, gt=0, description="quote across symbols")
+    max_open_orders: int = Field(4, ge=1, description="orders resting at once")
+    daily_loss_limit_pct: float = Field(
+        2.0, gt=0, lt=100, description="percent of start-of-UTC-day equity"
+    )
+    max_drawdown_pct: float = Field(10.0, gt=0, lt=100, description="percent from peak equity")
+    max_consecutive_losses: int = Field(4, ge=1, description="losing round trips in a row")
+    cooldown_minutes: int = Field(240, ge=0, description="minutes paused after a stop-out")
+    max_capital: float | None = Field(
+        None, gt=0, description="quote; live trading refuses to start without it"
+    )
+
+
+class PaperSettings(_Section):
+    """The paper broker's account and fill model."""
+
+    balance: float = Field(10_000.0, gt=0, description="starting quote balance")
+    maker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
+    taker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
+    slippage_bps: float = Field(5.0, ge=0, lt=10_000, description="basis points vs bar open")
+    participation: float = Field(
+        0.1, gt=0, le=1, description="max fraction of a bar's volume one order may fill"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything one sigmax invocation reads. Frozen; build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIGMAX_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    home: Path = Field(default_factory=lambda: default_home())
+    profile: str = DEFAULT_PROFILE
+    exchange: str = "binance"
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT"])
+    timeframe: str = "1h"
+    quote: str = "USDT"
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_password: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+    exchange_api_url: str | None = Field(
+        None, description="override the exchange's REST base URL (emulators, proxies)"
+    )
+    markets_file: Path | None = Field(
+        None, description="ccxt market structures (JSON) for precision and limits"
+    )
+    env: Literal["paper", "testnet", "live"] = "paper"
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols_csv(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [str(s).upper() for s in value]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_shape(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one symbol is needed")
+        for sym in value:
+            if "/" not in sym:
+                raise ValueError(f"symbol {sym!r} must look like BASE/QUOTE, e.g. BTC/USDT")
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe_known(cls, value: str) -> str:
+        from sigmax_cli.data.timeframes import timeframe_to_ms
+
+        timeframe_to_ms(value)  # raises ValueError via ConfigError subclass message
+        return value
+
+    @property
+    def ledger_url(self) -> str:
+        """SQLAlchemy URL of the ledger: PostgreSQL when configured, else SQLite in home."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home / 'ledger.db'}"
+
+
+def default_home() -> Path:
+    """The state directory when neither ``--home`` nor ``SIGMAX_HOME`` is set.
+
+    ``platformdirs.user_data_dir("sigmax")``, e.g. ``~/.local/share/sigmax`` on Linux.
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sigmax", appauthor=False))
+
+
+def profile_path(name: str) -> Path:
+    """Resolve a profile name or path to a TOML file.
+
+    Looks for ``name`` as a path (``*.toml``), then ``$SIGMAX_HOME/profiles/<name>.toml``,
+    then ``./profiles/<name>.toml``, then the profiles shipped with sigmax.
+
+    Raises:
+        ConfigError: no such profile.
+    """
+    candidate = Path(name).expanduser()
+    if candidate.suffix == ".toml":
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(f"profile file {candidate} does not exist", "check the path")
+    search: list[Path] = []
+    home = os.environ.get("SIGMAX_HOME")
+    if home:
+        search.append(Path(home) / "profiles")
+    search.append(Path.cwd() / "profiles")
+    search.append(_shipped_profiles_dir())
+    for folder in search:
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"unknown profile {name!r}",
+        f"use one of {', '.join(BUILTIN_PROFILES)} or a path to a .toml file",
+    )
+
+
+def _shipped_profiles_dir() -> Path:
+    bundled = resources.files("sigmax_cli") / "_profiles"
+    if bundled.is_dir():
+        return Path(str(bundled))
+    return Path(__file__).resolve().parent.parent / "profiles"  # editable install / checkout
+
+
+def read_profile(name: str) -> dict[str, Any]:
+    """Parse a profile TOML into a settings dict.
+
+    Raises:
+        ConfigError: unknown profile, unreadable file or malformed TOML (with line/column).
+    """
+    path = profile_path(name)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"profile {path} is not valid TOML ({exc})", "fix the file or pick another profile"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read profile {path} ({exc.strerror})", "check its permissions") from exc
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A settings source that yields a pre-parsed dict (the profile TOML)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def load_settings(
+    *,
+    profile: str | None = None,
+    home: Path | None = None,
+    env_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build the one settings object of this invocation.
+
+    Args:
+        profile: profile name or TOML path; ``SIGMAX_PROFILE`` or ``conservative`` if None.
+        home: state directory from ``--home``; else ``SIGMAX_HOME``; else the default.
+        env_file: a dotenv file of ``SIGMAX_*`` keys; must exist when given.
+        overrides: command-line values, nested as the model (``{"paper": {"balance": 5}}``);
+            ``None`` values are dropped so that unset options do not mask lower layers.
+
+    Raises:
+        ConfigError: unknown profile, malformed TOML, missing env file, invalid value.
+    """
+    profile_name = profile or os.environ.get("SIGMAX_PROFILE") or DEFAULT_PROFILE
+    profile_data = read_profile(profile_name)
+    profile_data.setdefault("profile", profile_name)
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(
+            f"env file {env_file} does not exist",
+            "create it from .env.testnet.example (chmod 600) or drop --env-file",
+        )
+    init = _drop_none(overrides or {})
+    if home is not None:
+        init["home"] = Path(home)
+    if profile is not None:
+        init["profile"] = profile
+
+    class _Invocation(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        ):
+            return (init_settings, env_settings, dotenv_settings, _DictSource(settings_cls, profile_data))
+
+    try:
+        return _Invocation(_env_file=env_file, **init)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(
+            f"setting {where!r} is invalid: {err['msg']}",
+            f"fix it in the profile ({profile_name}), the env file, SIGMAX_* or the option",
+        ) from None
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``postgresql://u:***@host/db``); other parts stay."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{netloc[-1]}"))
+
+
+_URL_SECRETS = {"database_url", "redis_url"}
+
+
+def redacted_dict(settings: Settings) -> dict[str, Any]:
+    """Settings as a JSON-safe dict with every secret replaced by ``***``.
+
+    Database and Redis URLs keep their host and user but lose the password; API keys,
+    secrets, passwords and webhook URLs are replaced whole.
+    """
+    data = settings.model_dump(mode="python")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, SecretStr):
+            out[key] = redact_url(value.get_secret_value()) if key in _URL_SECRETS else REDACTED
+        elif isinstance(value, Path):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret string in ``settings`` (and URL passwords), for log masking."""
+    from urllib.parse import urlsplit
+
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            if not raw:
+                continue
+            if name in _URL_SECRETS:
+                try:
+                    pw = urlsplit(raw).password
+                except ValueError:
+                    pw = None
+                if pw:
+                    found.append(pw)
+            else:
+                found.append(raw)
+    return found
