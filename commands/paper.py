@@ -1,4 +1,109 @@
-"""``sigmax paper`` (being built)."""
+"""``sigmax paper``: paper trading on real candles (files or live public data)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from commands.context import obj, print_json
+
 app = typer.Typer()
+
+
+@app.command("paper")
+def paper(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", help="Candle file or freqtrade-layout directory; "
+                                              "omit for live public data from the exchange.")] = None,
+    symbols: Annotated[str | None, typer.Option("--symbols", help="e.g. BTC/USDT,ETH/USDT; default: every "
+                                                "pair in --data, or the profile's symbols.")] = None,
+    timeframe: Annotated[str | None, typer.Option("--timeframe", help="Bar length, e.g. 1h (profile default).")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="First bar, ISO date/time UTC.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Stop before this ISO date/time UTC.")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="rules or rl:MODEL.zip.")] = "rules",
+    balance: Annotated[float | None, typer.Option("--balance", help="Starting quote balance (profile default).")] = None,
+    fee: Annotated[float | None, typer.Option("--fee", help="Maker and taker fee, fraction (0.001 = 0.1%).")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="Market-fill slippage, bps.")] = None,
+    markets: Annotated[Path | None, typer.Option("--markets", help="ccxt markets JSON for precision and "
+                                                 "minimums (default: SIGMAX_MARKETS_FILE).")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Replay at N x real time; 0 = as fast as possible.")] = 0.0,
+    max_bars: Annotated[int | None, typer.Option("--max-bars", help="Stop after N bars (all symbols).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Ledger id of this run (generated).")] = None,
+    tui: Annotated[bool | None, typer.Option("--tui/--no-tui", help="Live panels (default on a terminal).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON summary on stdout.")] = False,
+) -> None:
+    """Replay candles (or follow live prices) through strategy, risk guard, paper broker and ledger."""
+    import threading
+
+    from sigmax_cli.errors import ConfigError, Interrupted
+    from sigmax_cli.paper import PaperOptions, prepare_paper, run_paper
+    from sigmax_cli.signals import stop_on_signals
+
+    state = obj(ctx)
+    if balance is not None and balance <= 0:
+        raise ConfigError("--balance must be greater than 0", "give the starting quote balance, e.g. --balance 10000")
+    if fee is not None and not 0 <= fee < 0.1:
+        raise ConfigError(f"--fee {fee} is not a fraction between 0 and 0.1", "pass e.g. --fee 0.001 for 0.1%")
+    wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    settings = state.settings(overrides={
+        "timeframe": timeframe, "markets_file": markets, "symbols": wanted,
+        "paper": {"balance": balance, "maker_fee": fee, "taker_fee": fee, "slippage_bps": slippage_bps},
+    })
+    plan = prepare_paper(settings, PaperOptions(data=data, symbols=wanted, start=start, end=end, strategy=strategy,
+                                                speed=speed, max_bars=max_bars, run_id=run_id))
+    observer = _observer(state, as_json, tui)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        if hasattr(observer, "__enter__"):
+            with observer:
+                summary = run_paper(plan, stop, observer)
+        else:
+            summary = run_paper(plan, stop, observer)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _render(state.console, summary, plan.warnings)
+    if summary.status == "interrupted":
+        raise Interrupted(f"run {summary.run_id} was interrupted after {summary.bars} bars and is marked "
+                          "interrupted in the ledger", f"see it with `sigmax report --run-id {summary.run_id}`")
+
+
+def _observer(state, as_json: bool, tui: bool | None):
+    from sigmax_cli.ui.dashboard import Dashboard, PlainProgress
+    from sigmax_cli.ui.observer import NullObserver
+
+    terminal = sys.stdout.isatty()
+    if as_json:
+        return NullObserver() if not sys.stderr.isatty() or state.verbosity < 0 else PlainProgress(sys.stderr)
+    if tui if tui is not None else terminal:
+        return Dashboard(console=state.console)
+    if state.verbosity < 0:
+        return NullObserver()
+    return PlainProgress(sys.stdout)
+
+
+def _render(console, summary, warnings: list[str]) -> None:
+    from rich.table import Table
+
+    for warning in warnings:
+        console.print(f"warning: {warning}")
+    table = Table(title=f"paper run {summary.run_id} ({summary.status})", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("symbols", ", ".join(summary.symbols)), ("timeframe", summary.timeframe), ("bars", f"{summary.bars:,}"),
+        ("orders / fills", f"{summary.orders} / {summary.fills}"),
+        ("rejected / risk denials", f"{summary.rejected} / {summary.risk_denials}"),
+        ("fees", f"{summary.fees:,.2f}"), ("initial equity", f"{summary.initial_equity:,.2f}"),
+        ("final equity", f"{summary.final_equity:,.2f}"), ("return", f"{summary.return_pct:+.2f}%"),
+        ("max drawdown", f"{summary.max_drawdown_pct:.2f}%"),
+        ("buy & hold", f"{summary.benchmark_return_pct:+.2f}%"), ("trading state", summary.trading_state),
+        ("speed", f"{summary.bars_per_s:,.0f} bars/s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"run id: {summary.run_id}  (report: sigmax report --run-id {summary.run_id})")

@@ -1,0 +1,418 @@
+"""The trading loop: bars -> Strategy -> RiskGuard -> Broker -> Ledger -> observers.
+
+One loop drives ``paper`` (paper broker, replayed or live candles) and ``run`` (live
+broker on a testnet); only the broker and the feed differ. The loop is driven by a stop
+event (set by SIGINT/SIGTERM handlers, a test, or the kill switch) and reports through an
+observer, so it runs the same under a rich dashboard, under cron and in a test.
+
+Per step (one bar open time, every symbol with a bar then):
+
+1. the broker matches/polls the symbol's active orders against the closed bar, fills are
+   applied to the portfolio and buffered into the ledger;
+2. equity is marked to the bar closes (quote balance + base balances x last close);
+   the UTC day's start equity, the peak and the drawdown are updated;
+3. the RiskGuard evaluates its trips (daily loss -> REDUCING, drawdown -> HALTED);
+4. the strategy decides per symbol; a target becomes an order sized by the profile's
+   ``position_fraction`` and notional caps and goes through the :class:`GuardedBroker`;
+5. the equity snapshot and the buy-and-hold benchmark are buffered into the ledger.
+
+Decisions happen at the bar's close time (open + timeframe); the paper broker fills them
+from the next bar's open, so nothing trades on a price it could not have seen.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Broker, BrokerUpdate, Order, OrderRequest
+from sigmax_cli.data.timeframes import timeframe_to_ms
+from sigmax_cli.errors import OrderRejected, RiskBlocked
+from sigmax_cli.feeds import Feed
+from sigmax_cli.ledger import Ledger
+from sigmax_cli.portfolio import Portfolio
+from sigmax_cli.risk.base import RiskView, Trip
+from sigmax_cli.risk.guard import GuardedBroker, Resumed, RiskGuard
+from sigmax_cli.snapshot import (
+    EngineSnapshot,
+    EventRow,
+    FillRow,
+    MarketRow,
+    OrderRow,
+    PositionRow,
+    RiskRow,
+)
+from sigmax_cli.strategies.base import Bar, PositionView, Strategy
+
+DAY_MS = 86_400_000
+REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Run-level knobs. Money in quote currency.
+
+    Attributes:
+        position_fraction: fraction of equity allocated to one symbol at target 1.0.
+        max_order_notional, max_position_notional: sizing caps (the RiskGuard enforces
+            them again; sizing keeps orders inside them so they are not refused).
+        speed: replay speed as a multiple of real time; 0 = as fast as possible.
+        max_bars: stop after this many bars (all symbols counted), ``None`` = all.
+        heartbeat_s: seconds between heartbeats written to the ledger.
+    """
+
+    run_id: str
+    mode: str
+    profile: str
+    quote: str
+    initial_equity: float
+    position_fraction: float
+    max_order_notional: float
+    max_position_notional: float
+    taker_fee: float
+    slippage_bps: float
+    daily_loss_limit_pct: float
+    speed: float = 0.0
+    max_bars: int | None = None
+    heartbeat_s: float = 10.0
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports (``--json`` of ``paper``). Money in quote currency."""
+
+    run_id: str
+    mode: str
+    status: str
+    symbols: list[str]
+    timeframe: str
+    bars: int
+    steps: int
+    orders: int
+    fills: int
+    rejected: int
+    risk_denials: int
+    fees: float
+    initial_equity: float
+    final_equity: float
+    return_pct: float
+    max_drawdown_pct: float
+    benchmark_return_pct: float
+    trading_state: str
+    first_bar_ms: int | None
+    last_bar_ms: int | None
+    elapsed_s: float
+    bars_per_s: float
+    risk_trips: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine:
+    """The trading loop. Build it, then call :meth:`run` once.
+
+    Args:
+        config: run-level settings.
+        feed: bars in time order (replay or live).
+        strategy: decides targets per closed bar.
+        broker: paper or live broker (wrapped here in a :class:`GuardedBroker`).
+        guard: the RiskGuard.
+        ledger: where everything is recorded; the run must already be started in it.
+        observer: receives snapshots and events (dashboard, progress lines, nothing).
+    """
+
+    def __init__(self, *, config: EngineConfig, feed: Feed, strategy: Strategy, broker: Broker,
+                 guard: RiskGuard, ledger: Ledger, observer: Any = None) -> None:
+        from sigmax_cli.ui.observer import NullObserver
+
+        self.cfg = config
+        self.feed = feed
+        self.strategy = strategy
+        self.broker = broker
+        self.guard = guard
+        self.ledger = ledger
+        self.observer = observer if observer is not None else NullObserver()
+        self.gate = GuardedBroker(broker, guard, self._risk_view)
+        self.tf_ms = timeframe_to_ms(feed.timeframe)
+        self.symbols = list(feed.symbols)
+        self.portfolio = Portfolio({s: broker.rules(s).amount_step for s in self.symbols})
+        self.marks: dict[str, float] = {}
+        self.last_bars: dict[str, Bar] = {}
+        self.equity = config.initial_equity
+        self.peak = config.initial_equity
+        self.day_start_equity = config.initial_equity
+        self.day = None
+        self.max_dd = 0.0
+        self.bars_done = 0
+        self.steps_done = 0
+        self.orders = 0
+        self.fills = 0
+        self.rejected = 0
+        self.denials = 0
+        self.fees = 0.0
+        self.first_bar_ms: int | None = None
+        self.last_bar_ms: int | None = None
+        self.recent_fills: deque[FillRow] = deque(maxlen=10)
+        self.recent_events: deque[EventRow] = deque(maxlen=10)
+        self.trips: list[dict[str, Any]] = []
+        self._last_denial: dict[str, str] = {}
+        self._cid_seq = 0
+        self._bench_cash = config.initial_equity
+        self._bench_qty: dict[str, float] = {}
+        self._bench_share = config.initial_equity / max(len(self.symbols), 1)
+        self._started = 0.0
+        self._bot_id = f"{config.mode}:{socket.gethostname()}:{config.run_id}"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> RunSummary:
+        """Process bars until the feed ends, ``max_bars`` is reached or ``stop`` is set.
+
+        The run ends ``completed`` (feed exhausted or ``max_bars``), ``interrupted`` (stop
+        set from outside) or ``failed`` (an exception, re-raised after the ledger is made
+        consistent). The ledger is flushed and the run row updated in every case.
+        """
+        cfg = self.cfg
+        self._started = time.monotonic()
+        last_beat = self._started
+        self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running")
+        self.observer.on_start(self.snapshot())
+        status = "failed"
+        step_s = (self.tf_ms / 1000.0 / cfg.speed) if cfg.speed > 0 else 0.0
+        try:
+            for step in self.feed.steps(stop):
+                t_step = time.monotonic()
+                self._step(step.ts_ms, step.bars)
+                self.observer.on_step(self.snapshot)
+                now = time.monotonic()
+                if now - last_beat >= cfg.heartbeat_s:
+                    self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running",
+                                          {"bar_ms": step.ts_ms, "equity": self.equity})
+                    last_beat = now
+                if cfg.max_bars is not None and self.bars_done >= cfg.max_bars:
+                    break
+                if step_s and stop.wait(max(0.0, step_s - (now - t_step))):
+                    break
+            status = "interrupted" if stop.is_set() else "completed"
+        finally:
+            summary = self.summary(status)
+            try:
+                self.ledger.finish_run(cfg.run_id, status, summary.to_dict(), self.first_bar_ms, self.last_bar_ms)
+                self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "stopped", {"status": status})
+            finally:
+                self.observer.on_finish(self.snapshot())
+        return summary
+
+    def _step(self, ts: int, bars: list[Bar]) -> None:
+        now = ts + self.tf_ms  # the bars closed at this time: decisions are made now
+        broker = self.broker
+        marks = self.marks
+        if self.first_bar_ms is None:
+            self.first_bar_ms = ts
+        self.last_bar_ms = ts
+        for bar in bars:
+            sym = bar.symbol
+            if broker.has_open_orders(sym):
+                self._apply(broker.on_bar(bar))
+            marks[sym] = bar.close
+            self.last_bars[sym] = bar
+            if sym not in self._bench_qty:
+                self._bench_qty[sym] = self._bench_share * (1.0 - self.cfg.taker_fee) / bar.open
+                self._bench_cash -= self._bench_share
+        self.bars_done += len(bars)
+        self.steps_done += 1
+
+        equity = self._mark()
+        day = ts // DAY_MS
+        if day != self.day:
+            if self.day is not None:
+                self.day_start_equity = self.equity  # equity at the previous day's last close
+            else:
+                self.day_start_equity = equity
+            self.day = day
+        self.equity = equity
+        if equity > self.peak:
+            self.peak = equity
+        dd = (self.peak - equity) / self.peak if self.peak > 0 else 0.0
+        if dd > self.max_dd:
+            self.max_dd = dd
+
+        changes = self.guard.evaluate(self._risk_view(now))
+        if changes:
+            self._risk_changes(now, changes)
+
+        warmup = self.strategy.warmup
+        portfolio = self.portfolio
+        for bar in bars:
+            if bar.i < warmup:
+                continue
+            pos = portfolio.position(bar.symbol)
+            signal = self.strategy.on_bar(bar, PositionView(pos.qty, pos.avg_price, pos.opened_ms))
+            if signal is None or broker.has_open_orders(bar.symbol):
+                continue
+            self._act(bar, signal.target, signal.reason, pos.qty, now)
+
+        bench = self._bench_cash
+        for sym, qty in self._bench_qty.items():
+            bench += qty * marks[sym]
+        cash = broker.total(self.cfg.quote)
+        self.ledger.record_equity(self.cfg.run_id, ts, equity, cash, equity - cash, bench)
+
+    def _mark(self) -> float:
+        broker = self.broker
+        equity = broker.total(self.cfg.quote)
+        for sym, price in self.marks.items():
+            qty = broker.total(broker.rules(sym).base)
+            if qty:
+                equity += qty * price
+        return equity
+
+    # -- orders --------------------------------------------------------------------------------
+    def _act(self, bar: Bar, target: float, reason: str, qty: float, now: int) -> None:
+        cfg = self.cfg
+        rules = self.broker.rules(bar.symbol)
+        price = bar.close
+        allocation = min(self.equity * cfg.position_fraction, cfg.max_position_notional)
+        delta = max(0.0, min(target, 1.0)) * allocation - qty * price
+        if abs(delta) < REBALANCE_BAND * allocation and target > 0:
+            return
+        if delta > 0:
+            spendable = self.broker.free(rules.quote) / (
+                (1.0 + cfg.slippage_bps / 10_000 + MARKET_BUY_BUFFER_DEFAULT) * (1.0 + cfg.taker_fee))
+            notional = min(delta, cfg.max_order_notional, spendable)
+            amount = rules.amount_to_precision(notional / price)
+            side, reduce_only = "buy", False
+        else:
+            held = min(qty, self.broker.free(rules.base))
+            amount = rules.amount_to_precision(held if target <= 0 else min(held, -delta / price))
+            side, reduce_only = "sell", True
+        if amount <= 0 or amount < rules.min_amount or amount * price < rules.min_notional:
+            return  # below the market minimum: nothing sensible to send (dust or no cash)
+        self._cid_seq += 1
+        request = OrderRequest(
+            symbol=bar.symbol, side=side, type="market", amount=amount,
+            client_order_id=f"sx-{cfg.run_id[-12:]}-{self._cid_seq:07d}", reference_price=price,
+            reduce_only=reduce_only, reason=reason,
+        )
+        self._submit(request, now)
+
+    def _submit(self, request: OrderRequest, now: int) -> Order | None:
+        """Send one request through the guard; record the order, a rejection or a denial."""
+        try:
+            order = self.gate.submit(request, now)
+        except RiskBlocked as exc:
+            self.denials += 1
+            denial = exc.denial  # type: ignore[attr-defined]
+            key = f"{denial.rule}:{self.guard.state.value}"
+            if self._last_denial.get(request.symbol) != key:
+                self._last_denial[request.symbol] = key
+                self._event(now, "warning", f"risk.denied.{denial.rule}", exc.cause,
+                            {"symbol": request.symbol, "side": request.side, "notional": request.notional,
+                             "value": denial.value, "limit": denial.limit})
+            return None
+        except OrderRejected as exc:
+            self.rejected += 1
+            rejected = Order(request.client_order_id, request.symbol, request.side, request.type, request.amount,
+                             request.price, request.time_in_force, request.reduce_only, now, now, exc.cause)
+            rejected.move("rejected", now)
+            self.ledger.record_order(rejected.record(self.cfg.run_id))
+            self._event(now, "warning", "order.rejected", exc.cause, {"client_order_id": request.client_order_id})
+            return None
+        self._last_denial.pop(request.symbol, None)
+        self.orders += 1
+        self.ledger.record_order(order.record(self.cfg.run_id))
+        return order
+
+    def _apply(self, update: BrokerUpdate) -> None:
+        run_id = self.cfg.run_id
+        ledger = self.ledger
+        for fill in update.fills:
+            pos = self.portfolio.apply(fill)
+            ledger.record_fill(fill.record(run_id))
+            ledger.record_position(pos.record(run_id, fill.ts_ms))
+            self.fills += 1
+            self.fees += fill.fee
+            self.recent_fills.append(FillRow(fill.ts_ms, fill.symbol, fill.side, fill.price, fill.amount, fill.fee,
+                                             fill.liquidity))
+        for order in update.orders:
+            ledger.record_order(order.record(run_id))
+
+    # -- risk ----------------------------------------------------------------------------------
+    def _risk_view(self, now_ms: int) -> RiskView:
+        return RiskView(
+            equity=self.equity, peak_equity=self.peak, day_start_equity=self.day_start_equity, now_ms=now_ms,
+            position_notional=self.portfolio.exposure(self.marks), open_orders=self.broker.open_order_count,
+        )
+
+    def _risk_changes(self, now: int, changes: list[Trip | Resumed]) -> None:
+        for change in changes:
+            if isinstance(change, Trip):
+                data = {"rule": change.rule, "state": change.state.value, "value": change.value,
+                        "limit": change.limit, "resume": change.resume, "until_ms": change.until_ms,
+                        "equity": self.equity}
+                self.trips.append({"ts_ms": now, **data})
+                self._event(now, "critical" if change.state.value == "HALTED" else "warning",
+                            f"risk.{change.rule}", f"{change.state.value}: {change.reason}", data)
+            else:
+                self._event(now, "info", f"risk.resumed.{change.rule}", f"ACTIVE: {change.reason}",
+                            {"rule": change.rule})
+                self._last_denial.clear()
+
+    def _event(self, ts: int, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.ledger.record_event(self.cfg.run_id, ts, level, kind, message, data)
+        row = EventRow(ts, level, kind, message)
+        self.recent_events.append(row)
+        self.observer.on_event(row)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def summary(self, status: str) -> RunSummary:
+        """The run's figures so far, as ``status``."""
+        elapsed = max(time.monotonic() - self._started, 1e-9) if self._started else 0.0
+        cfg = self.cfg
+        bench = self._bench_cash + sum(q * self.marks.get(s, 0.0) for s, q in self._bench_qty.items())
+        return RunSummary(
+            run_id=cfg.run_id, mode=cfg.mode, status=status, symbols=self.symbols, timeframe=self.feed.timeframe,
+            bars=self.bars_done, steps=self.steps_done, orders=self.orders, fills=self.fills,
+            rejected=self.rejected, risk_denials=self.denials, fees=round(self.fees, 8),
+            initial_equity=cfg.initial_equity, final_equity=round(self.equity, 8),
+            return_pct=round((self.equity / cfg.initial_equity - 1.0) * 100.0, 6),
+            max_drawdown_pct=round(self.max_dd * 100.0, 6),
+            benchmark_return_pct=round((bench / cfg.initial_equity - 1.0) * 100.0, 6) if self._bench_qty else 0.0,
+            trading_state=self.guard.state.value, first_bar_ms=self.first_bar_ms, last_bar_ms=self.last_bar_ms,
+            elapsed_s=round(elapsed, 4), bars_per_s=round(self.bars_done / elapsed, 1) if elapsed else 0.0,
+            risk_trips=self.trips,
+        )
+
+    def snapshot(self) -> EngineSnapshot:
+        """The dashboard's view of the engine now."""
+        cfg = self.cfg
+        elapsed = time.monotonic() - self._started if self._started else 0.0
+        market = [
+            MarketRow(sym, bar.close, {k: float(v[bar.i]) for k, v in bar.features.items() if bar.i < len(v)})
+            for sym, bar in self.last_bars.items()
+        ]
+        positions = [
+            PositionRow(p.symbol, p.qty, p.avg_price, self.marks.get(p.symbol, p.avg_price),
+                        (self.marks.get(p.symbol, p.avg_price) - p.avg_price) * p.qty, p.realized_pnl)
+            for p in self.portfolio.positions.values() if p.qty > 0 or p.realized_pnl
+        ]
+        orders = [OrderRow(o.client_order_id, o.symbol, o.side, o.type, o.price, o.amount, o.filled, o.status)
+                  for o in self.broker.open_orders()]
+        dd_pct = (self.peak - self.equity) / self.peak * 100.0 if self.peak > 0 else 0.0
+        risk = RiskRow(
+            equity=self.equity, peak_equity=self.peak, drawdown_pct=dd_pct,
+            daily_pnl=self.equity - self.day_start_equity,
+            daily_loss_limit=self.day_start_equity * cfg.daily_loss_limit_pct / 100.0,
+            trading_state=self.guard.state.value, state_reason=self.guard.reason,
+        )
+        return EngineSnapshot(
+            mode=cfg.mode, profile=cfg.profile, run_id=cfg.run_id, strategy=self.strategy.name,
+            bar_ms=self.last_bar_ms, bars_done=self.bars_done, bars_total=self.feed.bars_total,
+            speed=cfg.speed, bars_per_second=self.bars_done / elapsed if elapsed > 0 else 0.0,
+            market=market, positions=positions, open_orders=orders, fills=list(self.recent_fills),
+            risk=risk, events=list(self.recent_events),
+        )

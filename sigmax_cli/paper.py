@@ -1,0 +1,218 @@
+"""Paper trading: wires candles (files or live public data), the strategy, the paper
+broker, the RiskGuard and the ledger into one :class:`~sigmax_cli.engine.Engine` run.
+
+Everything a user can get wrong is checked in :func:`prepare_paper` before anything is
+written: dates, data files, symbols, strategy, markets, balance. Only then
+:func:`run_paper` opens the ledger and starts the run.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sigmax_cli.data.candles import Candles, discover, load_candles, parse_filename
+from sigmax_cli.engine import Engine, EngineConfig, RunSummary
+from sigmax_cli.errors import ConfigError, DataError
+from sigmax_cli.markets import MarketRules, load_markets_file
+from sigmax_cli.settings import Settings
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class PaperOptions:
+    """Options of one paper run that are not settings.
+
+    Attributes:
+        data: a candle file or a directory in freqtrade's layout; ``None`` = live public data.
+        symbols: symbols named on the command line; ``None`` = every file of the timeframe
+            in a ``data`` directory (or the profile's symbols for live data).
+        start, end: ISO dates/times (UTC) bounding the replay, ``start <= t < end``.
+        strategy: ``"rules"`` or ``"rl:MODEL.zip"``.
+        speed: replay at N x real time; 0 = as fast as possible.
+        max_bars: stop after N bars (all symbols counted).
+        run_id: ledger id of the run; generated when ``None``.
+    """
+
+    data: Path | None = None
+    symbols: list[str] | None = None
+    start: str | None = None
+    end: str | None = None
+    strategy: str = "rules"
+    speed: float = 0.0
+    max_bars: int | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class PaperPlan:
+    """A validated paper run, ready to start."""
+
+    settings: Settings
+    options: PaperOptions
+    run_id: str
+    strategy: Any
+    feed: Any
+    markets: dict[str, MarketRules]
+    quote: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_time(value: str, option: str) -> int:
+    """An ISO date or date-time (UTC unless it carries an offset) -> UTC ms.
+
+    Raises:
+        ConfigError: not an ISO date.
+    """
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date", "use ISO format, e.g. 2021-05-12 or 2021-05-12T06:00")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def new_run_id(mode: str) -> str:
+    """``paper-20261121T151200-1a2b3c``: mode, UTC start time, random suffix."""
+    return f"{mode}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
+    """Validate everything and build the feed, strategy and markets; writes nothing.
+
+    Raises:
+        ConfigError: bad dates, run id, strategy, markets file or mixed quote currencies.
+        DataError: missing, corrupt, empty or too short data.
+        ExchangeError: live data requested and the exchange cannot be reached.
+    """
+    from sigmax_cli.strategies import load_strategy
+
+    start_ms = parse_time(options.start, "--start") if options.start else None
+    end_ms = parse_time(options.end, "--end") if options.end else None
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise ConfigError(f"--start {options.start} is not before --end {options.end}", "swap or correct the dates")
+    run_id = options.run_id or new_run_id("paper")
+    if not _RUN_ID_RE.match(run_id):
+        raise ConfigError(f"run id {run_id!r} has characters a run id cannot have",
+                          "use letters, digits, '.', '_' and '-' (at most 64)")
+    if options.speed < 0:
+        raise ConfigError("--speed must be 0 (as fast as possible) or more", "pass e.g. --speed 0 or --speed 60")
+    if options.max_bars is not None and options.max_bars <= 0:
+        raise ConfigError("--max-bars must be positive", "pass e.g. --max-bars 1000")
+    strategy = load_strategy(options.strategy, settings)
+    warnings: list[str] = []
+    markets: dict[str, MarketRules] = {}
+    if settings.markets_file is not None:
+        markets = load_markets_file(settings.markets_file)
+    if options.data is not None:
+        feed = _replay_feed(settings, options, strategy, start_ms, end_ms)
+    else:
+        feed, live_markets = _live_feed(settings, options, strategy)
+        markets = {**live_markets, **markets}
+    quotes = {s.split("/")[1].split(":")[0] for s in feed.symbols}
+    if len(quotes) != 1:
+        raise ConfigError(f"the symbols mix quote currencies ({', '.join(sorted(quotes))})",
+                          "paper-trade one quote currency per run")
+    for sym in feed.symbols:
+        if sym not in markets:
+            warnings.append(f"no market metadata for {sym}: amount step 1e-8 and no minimum notional assumed "
+                            "(pass --markets FILE with ccxt markets for real precision)")
+    return PaperPlan(settings, options, run_id, strategy, feed, markets, quotes.pop(), warnings)
+
+
+def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, end_ms):
+    from sigmax_cli.feeds import ReplayFeed
+
+    path = Path(options.data)
+    timeframe = settings.timeframe
+    files = discover(path, options.symbols, timeframe)
+    candles: dict[str, Candles] = {}
+    for file in files:
+        # a single file keeps the timeframe of its name (BTC_USDT-5m.json); else the setting
+        named = parse_filename(file) if path.is_file() else None
+        c = load_candles(file, symbol=None if named else (options.symbols or [None])[0],
+                         timeframe=None if named else timeframe)
+        if options.symbols and path.is_file() and c.symbol not in options.symbols:
+            raise DataError(f"{file.name} holds {c.symbol}, not {', '.join(options.symbols)}",
+                            "pass the matching --symbols or another file")
+        if len(c) == 0:
+            raise DataError(f"{file} holds no candles", "download data with `sigmax data download`")
+        lo = 0
+        if start_ms is not None:
+            import numpy as np
+
+            lo = max(0, int(np.searchsorted(c.ts, start_ms)) - strategy.warmup)
+            start_cut = int(c.ts[lo]) if lo < len(c) else start_ms
+        else:
+            start_cut = None
+        sliced = c.slice(start_cut, end_ms)
+        if len(sliced) <= strategy.warmup or (start_ms is not None and not (sliced.ts >= start_ms).any()):
+            raise DataError(
+                f"{c.symbol} has {max(0, len(sliced) - strategy.warmup)} bars to trade in the chosen period "
+                f"after the strategy's {strategy.warmup}-bar warm-up",
+                "widen --start/--end or check the data covers that period",
+            )
+        candles[c.symbol] = sliced
+    return ReplayFeed(candles, strategy.features, skip=strategy.warmup)
+
+
+def _live_feed(settings: Settings, options: PaperOptions, strategy):
+    from sigmax_cli.exchange.client import exchange_from_settings, load_markets
+    from sigmax_cli.exchange.feed import LiveFeed
+    from sigmax_cli.markets import from_ccxt
+
+    exchange = exchange_from_settings(settings, sandbox=False)
+    ccxt_markets = load_markets(exchange)
+    symbols = options.symbols or list(settings.symbols)
+    unknown = [s for s in symbols if s not in ccxt_markets]
+    if unknown:
+        raise ConfigError(f"{settings.exchange} has no market {', '.join(unknown)}", "check --symbols")
+    markets = {s: from_ccxt(ccxt_markets[s]) for s in symbols}
+    feed = LiveFeed(exchange, symbols, settings.timeframe, strategy.features, history=strategy.warmup + 50,
+                    max_bars=options.max_bars)
+    return feed, markets
+
+
+def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> RunSummary:
+    """Open the ledger, record the run and drive the engine until done or ``stop``.
+
+    Raises:
+        LedgerError: the ledger cannot be opened.
+    """
+    from sigmax_cli.brokers.paper import PaperBroker
+    from sigmax_cli.ledger import Ledger, now_ms
+    from sigmax_cli.risk.guard import build_guard
+
+    s = plan.settings
+    paper = s.paper
+    broker = PaperBroker({plan.quote: paper.balance}, plan.markets, maker_fee=paper.maker_fee,
+                         taker_fee=paper.taker_fee, slippage_bps=paper.slippage_bps,
+                         participation=paper.participation)
+    guard = build_guard(s.risk)
+    config = EngineConfig(
+        run_id=plan.run_id, mode="paper", profile=s.profile, quote=plan.quote, initial_equity=paper.balance,
+        position_fraction=s.strategy.position_fraction, max_order_notional=s.risk.max_order_notional,
+        max_position_notional=s.risk.max_position_notional, taker_fee=paper.taker_fee,
+        slippage_bps=paper.slippage_bps, daily_loss_limit_pct=s.risk.daily_loss_limit_pct,
+        speed=plan.options.speed, max_bars=plan.options.max_bars,
+    )
+    params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
+              "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end}
+    with Ledger(s.ledger_url) as ledger:
+        ledger.start_run(
+            run_id=plan.run_id, mode="paper", profile=s.profile, exchange=s.exchange,
+            strategy=plan.options.strategy, params=params, symbols=list(plan.feed.symbols),
+            timeframe=plan.feed.timeframe, data_files=plan.feed.data_files(), initial_equity=paper.balance,
+        )
+        for warning in plan.warnings:
+            ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)
+        engine = Engine(config=config, feed=plan.feed, strategy=plan.strategy, broker=broker, guard=guard,
+                        ledger=ledger, observer=observer)
+        return engine.run(stop)

@@ -1,0 +1,97 @@
+"""Risk vocabulary: trading state, the account view rules read, denials and trips.
+
+Trading states after nautilus_trader's risk engine: ``ACTIVE`` lets every order through
+the rules; ``REDUCING`` lets only exposure-reducing orders through (spot: sells);
+``HALTED`` lets nothing through. Money in quote currency, times UTC ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from sigmax_cli.brokers.base import OrderRequest
+
+
+class TradingState(str, Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+    @property
+    def severity(self) -> int:
+        return {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class RiskView:
+    """The account as the rules see it at one moment.
+
+    Attributes:
+        equity: mark-to-market equity, quote.
+        peak_equity: highest equity of the run so far, quote.
+        day_start_equity: equity at the start of the current UTC day, quote.
+        now_ms: time of the decision (bar close time in a replay), UTC ms.
+        position_notional: quote notional per symbol at last prices.
+        open_orders: active orders across symbols.
+    """
+
+    equity: float
+    peak_equity: float
+    day_start_equity: float
+    now_ms: int
+    position_notional: dict[str, float] = field(default_factory=dict)
+    open_orders: int = 0
+
+    @property
+    def total_notional(self) -> float:
+        return sum(self.position_notional.values())
+
+
+def increases_exposure(request: OrderRequest) -> bool:
+    """Spot, long-only: a buy that is not reduce-only adds exposure."""
+    return request.side == "buy" and not request.reduce_only
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Why the RiskGuard refused an order: rule, reason, measured value and limit."""
+
+    rule: str
+    reason: str
+    value: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A rule moved trading to a stricter state.
+
+    Attributes:
+        state: REDUCING or HALTED.
+        resume: how trading resumes: ``"next_utc_day"``, ``"cooldown"`` or ``"operator"``.
+        until_ms: when it resumes by itself (``None`` for operator).
+    """
+
+    rule: str
+    state: TradingState
+    reason: str
+    value: float
+    limit: float
+    resume: str
+    until_ms: int | None = None
+
+
+class Rule(Protocol):
+    """A risk rule: a pre-trade check, a state trip on each mark, or both."""
+
+    name: str
+
+    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
+        """Refuse ``request`` (return a Denial) or let it pass (``None``)."""
+        ...
+
+    def on_mark(self, view: RiskView) -> Trip | None:
+        """After equity is marked: trip trading into a stricter state, or ``None``."""
+        ...

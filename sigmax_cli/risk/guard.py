@@ -1,0 +1,142 @@
+"""The RiskGuard: trading state plus a set of rules, in front of every broker.
+
+Every order passes :meth:`RiskGuard.check` inside :class:`GuardedBroker.submit`, the only
+submit path the engine has. The state gate comes first (HALTED refuses everything,
+REDUCING refuses exposure-adding orders), then every rule's pre-trade check.
+:meth:`RiskGuard.evaluate` runs after each mark-to-market: rules may trip the state to
+REDUCING or HALTED; the state only escalates until its resume condition is met (next UTC
+day, end of a cooldown) or an operator calls :meth:`RiskGuard.release`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sigmax_cli.brokers.base import Balance, Broker, BrokerUpdate, Order, OrderRequest
+from sigmax_cli.errors import RiskBlocked
+from sigmax_cli.risk.base import Denial, RiskView, Rule, Trip, TradingState, increases_exposure
+from sigmax_cli.strategies.base import Bar
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Trading went back to ACTIVE: ``rule`` whose trip ended, and why."""
+
+    rule: str
+    reason: str
+
+
+class RiskGuard:
+    """Trading state and rules.
+
+    Args:
+        rules: rule plug-ins (see ``sigmax_cli.risk.rules``).
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self.state = TradingState.ACTIVE
+        self.trip: Trip | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return self.trip.reason if self.trip else None
+
+    def check(self, request: OrderRequest, view: RiskView) -> Denial | None:
+        """The first reason to refuse ``request``, or ``None`` to let it through."""
+        if self.state is TradingState.HALTED:
+            return Denial("trading_state", f"trading HALTED ({self.reason})")
+        if self.state is TradingState.REDUCING and increases_exposure(request):
+            return Denial("trading_state", f"trading REDUCING, only exits allowed ({self.reason})")
+        for rule in self.rules:
+            denial = rule.check_order(request, view)
+            if denial is not None:
+                return denial
+        return None
+
+    def evaluate(self, view: RiskView) -> list[Trip | Resumed]:
+        """Apply resume conditions, then every rule's trip check. Returns what changed."""
+        changes: list[Trip | Resumed] = []
+        if self.trip is not None and self.trip.until_ms is not None and view.now_ms >= self.trip.until_ms:
+            changes.append(Resumed(self.trip.rule, f"{self.trip.resume.replace('_', ' ')} reached"))
+            self.state, self.trip = TradingState.ACTIVE, None
+        for rule in self.rules:
+            trip = rule.on_mark(view)
+            if trip is None:
+                continue
+            if trip.state.severity > self.state.severity:
+                self.state, self.trip = trip.state, trip
+                changes.append(trip)
+        return changes
+
+    def halt(self, rule: str, reason: str) -> Trip:
+        """Halt trading now (kill switch, operator); only :meth:`release` resumes."""
+        trip = Trip(rule, TradingState.HALTED, reason, 1.0, 1.0, "operator")
+        self.state, self.trip = TradingState.HALTED, trip
+        return trip
+
+    def release(self, reason: str) -> Resumed:
+        """Operator release: back to ACTIVE whatever tripped."""
+        rule = self.trip.rule if self.trip else "operator"
+        self.state, self.trip = TradingState.ACTIVE, None
+        return Resumed(rule, reason)
+
+
+class GuardedBroker:
+    """A broker reachable only through the RiskGuard.
+
+    Args:
+        broker: the paper or live broker.
+        guard: the RiskGuard.
+        view: callable building the current :class:`RiskView` (called per submit).
+    """
+
+    def __init__(self, broker: Broker, guard: RiskGuard, view: Callable[[int], RiskView]) -> None:
+        self._broker = broker
+        self.guard = guard
+        self._view = view
+
+    def submit(self, request: OrderRequest, now_ms: int) -> Order:
+        """Check ``request`` against the guard, then place it.
+
+        Raises:
+            RiskBlocked: the guard refused it (``.denial`` holds rule, value and limit).
+            OrderRejected, InsufficientFunds: the broker refused it.
+        """
+        denial = self.guard.check(request, self._view(now_ms))
+        if denial is not None:
+            err = RiskBlocked(f"{request.symbol} {request.side} refused by {denial.rule}: {denial.reason}")
+            err.denial = denial  # type: ignore[attr-defined]
+            raise err
+        return self._broker.submit(request, now_ms)
+
+    def cancel(self, client_order_id: str, now_ms: int) -> Order:
+        """Cancels always pass: they never add risk."""
+        return self._broker.cancel(client_order_id, now_ms)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return self._broker.open_orders(symbol)
+
+    def balances(self) -> dict[str, Balance]:
+        return self._broker.balances()
+
+    def on_bar(self, bar: Bar) -> BrokerUpdate:
+        return self._broker.on_bar(bar)
+
+
+def build_guard(risk_settings) -> RiskGuard:
+    """The default rule set from ``settings.risk`` (a :class:`RiskSettings`)."""
+    from sigmax_cli.risk.rules.daily_loss import DailyLossLimit
+    from sigmax_cli.risk.rules.drawdown import MaxDrawdown
+    from sigmax_cli.risk.rules.open_orders import MaxOpenOrders
+    from sigmax_cli.risk.rules.order_notional import MaxOrderNotional
+    from sigmax_cli.risk.rules.position_notional import MaxPositionNotional
+
+    return RiskGuard([
+        MaxOrderNotional(risk_settings.max_order_notional),
+        MaxPositionNotional(risk_settings.max_position_notional, risk_settings.max_total_notional),
+        MaxOpenOrders(risk_settings.max_open_orders),
+        DailyLossLimit(risk_settings.daily_loss_limit_pct),
+        MaxDrawdown(risk_settings.max_drawdown_pct),
+    ])

@@ -1,0 +1,25 @@
+"""Max order notional: no single exposure-adding order above ``max_order_notional``."""
+
+from __future__ import annotations
+
+from sigmax_cli.brokers.base import OrderRequest
+from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+
+
+class MaxOrderNotional:
+    """Refuse a buy worth more than ``limit`` quote. Reduce-only exits are not capped: a
+    position built by several orders must be closable by one."""
+
+    name = "max_order_notional"
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
+        if increases_exposure(request) and request.notional > self.limit + 1e-9:
+            return Denial(self.name, f"order {request.notional:.2f} > max order notional {self.limit:.2f}",
+                          request.notional, self.limit)
+        return None
+
+    def on_mark(self, view: RiskView) -> Trip | None:
+        return None
