@@ -227,12 +227,9 @@ class Engine:
         self.steps_done += 1
 
         equity = self._mark()
-        day = ts // DAY_MS
+        day = now // DAY_MS  # marks are taken at bar close; the first close of a UTC day opens it
         if day != self.day:
-            if self.day is not None:
-                self.day_start_equity = self.equity  # equity at the previous day's last close
-            else:
-                self.day_start_equity = equity
+            self.day_start_equity = equity
             self.day = day
         self.equity = equity
         if equity > self.peak:

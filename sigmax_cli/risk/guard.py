@@ -36,18 +36,33 @@ class RiskGuard:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self.state = TradingState.ACTIVE
-        self.trip: Trip | None = None
+        self.trips: dict[str, Trip] = {}  # active trips by rule; each resumes on its own terms
+
+    @property
+    def state(self) -> TradingState:
+        """The strictest state any active trip demands (ACTIVE when none)."""
+        if not self.trips:
+            return TradingState.ACTIVE
+        return max((t.state for t in self.trips.values()), key=lambda st: st.severity)
+
+    @property
+    def trip(self) -> Trip | None:
+        """The active trip that sets the state (the strictest, then the oldest)."""
+        if not self.trips:
+            return None
+        return max(self.trips.values(), key=lambda t: t.state.severity)
 
     @property
     def reason(self) -> str | None:
-        return self.trip.reason if self.trip else None
+        trip = self.trip
+        return trip.reason if trip else None
 
     def check(self, request: OrderRequest, view: RiskView) -> Denial | None:
         """The first reason to refuse ``request``, or ``None`` to let it through."""
-        if self.state is TradingState.HALTED:
+        state = self.state
+        if state is TradingState.HALTED:
             return Denial("trading_state", f"trading HALTED ({self.reason})")
-        if self.state is TradingState.REDUCING and increases_exposure(request):
+        if state is TradingState.REDUCING and increases_exposure(request):
             return Denial("trading_state", f"trading REDUCING, only exits allowed ({self.reason})")
         for rule in self.rules:
             denial = rule.check_order(request, view)
@@ -56,31 +71,35 @@ class RiskGuard:
         return None
 
     def evaluate(self, view: RiskView) -> list[Trip | Resumed]:
-        """Apply resume conditions, then every rule's trip check. Returns what changed."""
+        """End the trips whose resume time has come, then run every rule's trip check.
+
+        A rule already tripped is not tripped again until it has resumed. Returns the
+        changes in order (resumes first).
+        """
         changes: list[Trip | Resumed] = []
-        if self.trip is not None and self.trip.until_ms is not None and view.now_ms >= self.trip.until_ms:
-            changes.append(Resumed(self.trip.rule, f"{self.trip.resume.replace('_', ' ')} reached"))
-            self.state, self.trip = TradingState.ACTIVE, None
+        for name, trip in list(self.trips.items()):
+            if trip.until_ms is not None and view.now_ms >= trip.until_ms:
+                del self.trips[name]
+                changes.append(Resumed(name, f"{trip.resume.replace('_', ' ')} reached"))
         for rule in self.rules:
-            trip = rule.on_mark(view)
-            if trip is None:
+            if rule.name in self.trips:
                 continue
-            if trip.state.severity > self.state.severity:
-                self.state, self.trip = trip.state, trip
+            trip = rule.on_mark(view)
+            if trip is not None:
+                self.trips[rule.name] = trip
                 changes.append(trip)
         return changes
 
     def halt(self, rule: str, reason: str) -> Trip:
         """Halt trading now (kill switch, operator); only :meth:`release` resumes."""
         trip = Trip(rule, TradingState.HALTED, reason, 1.0, 1.0, "operator")
-        self.state, self.trip = TradingState.HALTED, trip
+        self.trips[rule] = trip
         return trip
 
-    def release(self, reason: str) -> Resumed:
-        """Operator release: back to ACTIVE whatever tripped."""
-        rule = self.trip.rule if self.trip else "operator"
-        self.state, self.trip = TradingState.ACTIVE, None
-        return Resumed(rule, reason)
+    def release(self, reason: str, rule: str | None = None) -> list[Resumed]:
+        """Operator release of one rule's trip, or of every trip when ``rule`` is None."""
+        names = [rule] if rule is not None else list(self.trips)
+        return [Resumed(name, reason) for name in names if self.trips.pop(name, None) is not None]
 
 
 class GuardedBroker:

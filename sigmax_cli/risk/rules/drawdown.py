@@ -1,4 +1,4 @@
-"""Max drawdown from peak equity: halt until an operator releases."""
+"""Max drawdown from peak equity: no new entries until an operator releases."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from sigmax_cli.risk.base import Denial, RiskView, Trip, TradingState
 
 
 class MaxDrawdown:
-    """Trip to HALTED when equity is ``limit_pct`` percent or more below its peak.
+    """Trip to REDUCING when equity is ``limit_pct`` percent or more below its peak.
 
-    Drawdown = (peak - equity) / peak (Magdon-Ismail & Atiya 2004 define max drawdown on
-    the same running peak). Only an operator resumes trading after this trip.
+    Drawdown = (peak - equity) / peak on the running peak (Magdon-Ismail & Atiya 2004).
+    REDUCING, not HALTED: exits stay possible, so the strategy's stop-losses can still cut
+    the positions that caused the drawdown (a HALTED bot would sit on them while they fall;
+    HALTED is the kill switch's). Only an operator resumes new entries after this trip.
     """
 
     name = "max_drawdown"
@@ -26,6 +28,6 @@ class MaxDrawdown:
             return None
         dd_pct = (view.peak_equity - view.equity) / view.peak_equity * 100.0
         if dd_pct >= self.limit_pct:
-            return Trip(self.name, TradingState.HALTED, f"drawdown {dd_pct:.2f}% >= limit {self.limit_pct:.2f}%",
+            return Trip(self.name, TradingState.REDUCING, f"drawdown {dd_pct:.2f}% >= limit {self.limit_pct:.2f}%",
                         round(dd_pct, 4), self.limit_pct, "operator")
         return None

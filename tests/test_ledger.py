@@ -1,0 +1,120 @@
+"""The ledger on both backends: SQLite in a temp dir and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, insert, inspect, select
+
+from sigmax_cli.errors import ConfigError, LedgerError, NotFoundError
+from sigmax_cli.ledger import Ledger
+from sigmax_cli.ledger import migrations
+from sigmax_cli.ledger import schema as s
+from sigmax_cli.ledger.store import make_engine
+
+
+def _run(ledger, run_id="r1"):
+    ledger.start_run(run_id=run_id, mode="paper", profile="conservative", exchange="binance", strategy="rules",
+                     params={"risk": {"max_open_orders": 4}}, symbols=["BTC/USDT"], timeframe="1h",
+                     data_files=[{"path": "BTC_USDT-1h.json", "sha256": "ab" * 32}], initial_equity=10_000.0)
+
+
+def _order(cid, status, filled=0.0, run_id="r1"):
+    return {"client_order_id": cid, "run_id": run_id, "exchange_order_id": None, "symbol": "BTC/USDT",
+            "side": "buy", "type": "market", "time_in_force": "GTC", "reduce_only": False, "price": None,
+            "amount": 0.5, "filled": filled, "average": 30_000.0 if filled else None, "fee": 0.0,
+            "status": status, "reason": "test", "created_ms": 1, "updated_ms": 2}
+
+
+def test_fresh_ledger_has_every_table_and_the_newest_schema(ledger_url):
+    with Ledger(ledger_url) as ledger:
+        assert ledger.schema_version == migrations.SCHEMA_VERSION
+        names = set(inspect(ledger.engine).get_table_names())
+    assert {"runs", "orders", "fills", "positions", "equity", "events", "heartbeats", "research_items",
+            "http_cache", "backups", "schema_version"} <= names
+
+
+def test_round_trip_of_a_run_with_batched_writes_and_order_upserts(ledger_url):
+    with Ledger(ledger_url, batch_size=3) as ledger:
+        _run(ledger)
+        ledger.record_order(_order("c1", "open"))
+        ledger.record_equity("r1", 1_000, 10_000.0, 10_000.0, 0.0, 10_000.0)
+        assert ledger.count("equity", "r1") == 0  # still buffered
+        ledger.record_order(_order("c1", "filled", filled=0.5))  # 3rd row: batch written
+        assert ledger.count("equity", "r1") == 1
+        ledger.record_fill({"run_id": "r1", "client_order_id": "c1", "trade_id": "t1", "symbol": "BTC/USDT",
+                            "side": "buy", "price": 30_000.0, "amount": 0.5, "fee": 15.0, "fee_currency": "USDT",
+                            "liquidity": "taker", "ts_ms": 1_500})
+        ledger.record_event("r1", 1_600, "warning", "risk.daily_loss_limit", "REDUCING", {"value": 2.1})
+        ledger.finish_run("r1", "completed", {"bars": 1}, first_bar_ms=1_000, last_bar_ms=1_000)
+        (order,) = ledger.rows("orders", "r1")
+        assert order["status"] == "filled" and order["filled"] == 0.5
+        run = ledger.get_run("r1")
+        assert run.status == "completed" and run.summary == {"bars": 1} and run.params["risk"]["max_open_orders"] == 4
+        assert ledger.latest_run().run_id == "r1"
+        assert ledger.count("fills", "r1") == 1 and ledger.count("events", "r1") == 1
+        ledger.heartbeat("bot-1", "r1", "paper", "running")
+        ledger.heartbeat("bot-1", "r1", "paper", "stopped")
+        with ledger.engine.connect() as conn:
+            beats = conn.execute(select(s.heartbeats)).mappings().all()
+        assert len(beats) == 1 and beats[0]["status"] == "stopped"
+
+
+def test_duplicate_run_id_and_unknown_run(ledger_url):
+    with Ledger(ledger_url) as ledger:
+        _run(ledger)
+        with pytest.raises(ConfigError, match="already in the ledger"):
+            _run(ledger)
+        with pytest.raises(NotFoundError, match="no run 'nope'"):
+            ledger.get_run("nope")
+
+
+def test_empty_ledger_has_no_latest_run(ledger_url):
+    with Ledger(ledger_url) as ledger, pytest.raises(NotFoundError, match="no runs yet"):
+        ledger.latest_run()
+
+
+def test_an_older_ledger_upgrades_in_place_and_keeps_its_rows(ledger_url):
+    engine = make_engine(ledger_url)
+    applied = migrations.upgrade(engine, target=1)  # a ledger written by a v1 sigmax
+    assert applied == [1]
+    with engine.begin() as conn:
+        conn.execute(insert(s.runs).values(
+            run_id="old", mode="paper", profile="p", exchange="binance", strategy="rules", params_json="{}",
+            symbols_json='["BTC/USDT"]', timeframe="1h", data_files_json="[]", initial_equity=1.0,
+            started_ms=1, status="completed", host="h", pid=1))
+        assert not inspect(conn).has_table("backups")
+    engine.dispose()
+    with Ledger(ledger_url) as ledger:
+        assert ledger.schema_version == migrations.SCHEMA_VERSION
+        assert ledger.get_run("old").status == "completed"
+        assert inspect(ledger.engine).has_table("backups")
+
+
+def test_a_newer_ledger_is_refused_untouched(ledger_url):
+    with Ledger(ledger_url) as ledger, ledger.engine.begin() as conn:
+        conn.execute(insert(s.schema_version).values(version=99, applied_ms=1, description="future"))
+    with pytest.raises(LedgerError, match="schema version 99, newer than this sigmax"):
+        Ledger(ledger_url)
+
+
+@pytest.mark.parametrize("url, match", [
+    ("not a url", "malformed"),
+    ("mysql://root@127.0.0.1/test", "does not support"),
+])
+def test_bad_database_urls(url, match):
+    with pytest.raises(ConfigError, match=match):
+        Ledger(url)
+
+
+def test_unreachable_postgresql_is_one_sentence_without_the_password():
+    with pytest.raises(LedgerError) as info:
+        Ledger("postgresql://sigmax:hunter2@127.0.0.1:1/ledger")
+    assert "hunter2" not in info.value.sentence()
+    assert "cannot open the ledger at postgresql://sigmax:***@127.0.0.1:1/ledger" in info.value.sentence()
+
+
+def test_sqlite_ledger_uses_wal(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with Ledger(url) as ledger, ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert create_engine(url)  # the file is a plain SQLite database

@@ -1,0 +1,94 @@
+"""RiskGuard: state gate, pre-trade rules, trips and resumes, and the guarded broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from sigmax_cli.brokers.base import OrderRequest
+from sigmax_cli.brokers.paper import PaperBroker
+from sigmax_cli.errors import RiskBlocked
+from sigmax_cli.risk.base import RiskView, TradingState
+from sigmax_cli.risk.guard import GuardedBroker, build_guard
+from sigmax_cli.settings import RiskSettings
+
+DAY = 86_400_000
+T0 = 1_620_777_600_000  # 2021-05-12 00:00 UTC
+
+
+def view(equity=10_000.0, peak=10_000.0, day_start=10_000.0, now=T0 + 3_600_000, positions=None, open_orders=0):
+    return RiskView(equity, peak, day_start, now, positions or {}, open_orders)
+
+
+def buy(notional=100.0, symbol="BTC/USDT", reduce_only=False):
+    return OrderRequest(symbol, "buy", "market", notional / 50_000, "c", 50_000.0, reduce_only=reduce_only)
+
+
+def sell(notional=100.0, symbol="BTC/USDT"):
+    return OrderRequest(symbol, "sell", "market", notional / 50_000, "c", 50_000.0, reduce_only=True)
+
+
+@pytest.fixture
+def guard():
+    return build_guard(RiskSettings(max_order_notional=500, max_position_notional=1000, max_total_notional=1500,
+                                    max_open_orders=2, daily_loss_limit_pct=2.0, max_drawdown_pct=8.0))
+
+
+def test_pre_trade_limits(guard):
+    assert guard.check(buy(400), view()) is None
+    d = guard.check(buy(600), view())
+    assert d.rule == "max_order_notional" and d.value == pytest.approx(600) and d.limit == 500
+    d = guard.check(buy(400), view(positions={"BTC/USDT": 700}))
+    assert d.rule == "max_position_notional" and d.value == pytest.approx(1100)
+    d = guard.check(buy(400, "ETH/USDT"), view(positions={"BTC/USDT": 900, "SOL/USDT": 400}))
+    assert d.rule == "max_total_notional"
+    d = guard.check(buy(100), view(open_orders=2))
+    assert d.rule == "max_open_orders"
+    # exits are never capped by the exposure rules
+    assert guard.check(sell(5_000), view(positions={"BTC/USDT": 5_000}, open_orders=2)) is None
+
+
+def test_daily_loss_trips_reducing_until_next_utc_day(guard):
+    changes = guard.evaluate(view(equity=9_850, day_start=10_000))
+    assert changes == [] and guard.state is TradingState.ACTIVE  # 1.5 % < 2 %
+    (trip,) = guard.evaluate(view(equity=9_790, day_start=10_000, now=T0 + 5 * 3_600_000))
+    assert guard.state is TradingState.REDUCING
+    assert trip.rule == "daily_loss_limit" and trip.value == pytest.approx(2.1) and trip.limit == 2.0
+    assert trip.resume == "next_utc_day" and trip.until_ms == T0 + DAY
+    assert guard.check(buy(100), view()).rule == "trading_state"
+    assert guard.check(sell(100), view()) is None  # REDUCING lets exits through
+    # still the same day: stays REDUCING even if equity recovers
+    assert guard.evaluate(view(equity=10_000, now=T0 + DAY - 1)) == []
+    assert guard.state is TradingState.REDUCING
+    (resumed,) = guard.evaluate(view(equity=9_790, day_start=9_790, now=T0 + DAY))
+    assert resumed.rule == "daily_loss_limit" and guard.state is TradingState.ACTIVE
+
+
+def test_drawdown_stops_entries_until_operator_release(guard):
+    (trip,) = guard.evaluate(view(equity=9_100, peak=10_000, day_start=9_100))
+    assert trip.state is TradingState.REDUCING and trip.resume == "operator" and trip.until_ms is None
+    assert guard.check(buy(100), view()).rule == "trading_state"
+    assert guard.check(sell(100), view()) is None  # stop-losses can still cut positions
+    assert guard.evaluate(view(equity=12_000, peak=12_000, day_start=12_000, now=T0 + 10 * DAY)) == []
+    assert guard.state is TradingState.REDUCING
+    guard.release("operator checked the account")
+    assert guard.state is TradingState.ACTIVE
+
+
+def test_halt_refuses_everything_until_release(guard):
+    guard.halt("kill_switch", "panic by operator")
+    assert guard.check(sell(100), view()).rule == "trading_state"
+    assert guard.evaluate(view(now=T0 + 3 * DAY)) == []
+    assert guard.state is TradingState.HALTED
+    guard.release("released")
+    assert guard.check(buy(100), view()) is None
+
+
+def test_guarded_broker_refuses_before_the_broker_sees_the_order(guard):
+    broker = PaperBroker({"USDT": 10_000.0})
+    gate = GuardedBroker(broker, guard, lambda now: view(now=now))
+    with pytest.raises(RiskBlocked) as info:
+        gate.submit(OrderRequest("BTC/USDT", "buy", "market", 0.02, "big", 50_000.0), now_ms=T0)
+    assert info.value.denial.rule == "max_order_notional"
+    assert broker.open_orders() == [] and broker.free("USDT") == 10_000.0
+    order = gate.submit(OrderRequest("BTC/USDT", "buy", "market", 0.002, "ok", 50_000.0), now_ms=T0)
+    assert order.status == "open"
