@@ -1,0 +1,201 @@
+"""`sigmax paper` end to end on real candles: the main job, the May 2021 crash, Ctrl-C,
+and every kind of bad input (one sentence, non-zero exit, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FREQTRADE_1H
+
+MARKETS = "exchange_api/ccxt_static/binance_markets_spot_subset.json"
+
+
+def ledger_rows(home: Path, sql: str, *args):
+    with sqlite3.connect(home / "ledger.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, args)]
+
+
+def test_ten_pairs_replay_completes_with_orders_fills_and_a_consistent_ledger(cli, tmp_path):
+    result = cli("paper", "--data", FREQTRADE_1H, "--timeframe", "1h", "--no-tui", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert len(summary["symbols"]) == 10
+    assert summary["bars"] == 10 * 5482 - 10 * 200  # every bar after the EMA(200) warm-up
+    assert summary["orders"] > 0 and summary["fills"] > 0
+    for key in ("run_id", "final_equity", "return_pct", "max_drawdown_pct"):
+        assert key in summary
+    home = tmp_path / "home"
+    (run,) = ledger_rows(home, "select * from runs")
+    assert run["status"] == "completed" and run["run_id"] == summary["run_id"]
+    files = json.loads(run["data_files_json"])
+    assert len(files) == 10 and all(len(f["sha256"]) == 64 for f in files)
+    assert ledger_rows(home, "select count(*) n from equity")[0]["n"] == summary["steps"]
+    assert ledger_rows(home, "select count(*) n from fills")[0]["n"] == summary["fills"]
+    # every fill belongs to a recorded order, and no order is left half-way in the ledger
+    orphans = ledger_rows(home, "select count(*) n from fills f left join orders o "
+                                "on f.client_order_id = o.client_order_id where o.client_order_id is null")
+    assert orphans[0]["n"] == 0
+
+
+def test_fees_are_always_charged_and_cash_never_goes_negative(cli, tmp_path, data_dir):
+    result = cli("paper", "--data", FREQTRADE_1H, "--symbols", "BTC/USDT,ETH/USDT,XRP/USDT", "--timeframe", "1h",
+                 "--fee", "0.00075", "--markets", data_dir / MARKETS, "--no-tui", "--json")
+    assert result.exit_code == 0, result.output
+    home = tmp_path / "home"
+    fills = ledger_rows(home, "select * from fills")
+    assert fills
+    for fill in fills:
+        assert fill["fee"] == pytest.approx(fill["price"] * fill["amount"] * 0.00075, rel=1e-9)
+        assert fill["fee"] > 0
+    # amounts respect the real Binance steps of the markets file
+    for fill in fills:
+        step = {"BTC/USDT": 1e-5, "ETH/USDT": 1e-4, "XRP/USDT": 1.0}[fill["symbol"]]
+        assert abs(fill["amount"] / step - round(fill["amount"] / step)) < 1e-6
+    cash = ledger_rows(home, "select min(cash) c, min(equity - exposure) e from equity")[0]
+    assert cash["c"] >= 0
+    positions = ledger_rows(home, "select min(qty) q from positions")[0]
+    assert positions["q"] >= 0
+
+
+CRASH_PROFILE = """
+symbols = ["BTC/USDT", "ETH/USDT"]
+timeframe = "1h"
+[strategy]
+trend_ema = 2          # bars: a weak trend filter, so the strategy keeps buying the dips
+rsi_entry = 45.0
+position_fraction = 0.2
+[risk]
+max_order_notional = 3000.0
+max_position_notional = 5000.0
+max_total_notional = 10000.0
+max_open_orders = 10
+daily_loss_limit_pct = 2.0
+max_drawdown_pct = 50.0
+[paper]
+balance = 10000.0
+"""
+
+
+def test_may_2021_crash_daily_loss_limit_stops_new_entries(cli, tmp_path):
+    """Replays 2021-05-12 .. 2021-05-24 (the May 2021 crash). When the day's loss reaches
+    2 %, trading goes REDUCING: the strategy's buys are refused until the next UTC day,
+    while its exits still go through."""
+    profile = tmp_path / "crash.toml"
+    profile.write_text(CRASH_PROFILE)
+    result = cli("--profile", profile, "paper", "--data", FREQTRADE_1H, "--timeframe", "1h",
+                 "--start", "2021-05-12", "--end", "2021-05-24", "--no-tui", "--json", "--run-id", "may-crash")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    trips = [t for t in summary["risk_trips"] if t["rule"] == "daily_loss_limit"]
+    assert trips, "the crash must trip the daily loss limit"
+    home = tmp_path / "home"
+    denied_total = 0
+    for trip in trips:
+        assert trip["value"] >= 2.0 and trip["state"] == "REDUCING"
+        window = (trip["ts_ms"], trip["until_ms"])
+        buys = ledger_rows(home, "select * from orders where side='buy' and created_ms > ? and created_ms < ?", *window)
+        assert buys == [], f"entries were placed while REDUCING: {buys}"
+        denied_total += ledger_rows(home, "select count(*) n from events where kind='risk.denied.trading_state' "
+                                          "and ts_ms > ? and ts_ms < ?", *window)[0]["n"]
+    assert denied_total > 0, "the strategy must have wanted to buy during a REDUCING window"
+    assert summary["risk_denials"] >= denied_total
+    events = ledger_rows(home, "select * from events where kind='risk.daily_loss_limit'")
+    assert len(events) == len(trips)
+    assert json.loads(events[0]["data_json"])["limit"] == 2.0
+    # trading resumed on the next UTC day: some buy happened after the first trip ended
+    assert ledger_rows(home, "select count(*) n from orders where side='buy' and created_ms >= ?",
+                       trips[0]["until_ms"])[0]["n"] > 0
+
+
+def test_plain_progress_and_summary_when_not_a_terminal(cli):
+    result = cli("paper", "--data", FREQTRADE_1H / "BTC_USDT-1h.json", "--max-bars", "500", "--no-tui")
+    assert result.exit_code == 0, result.output
+    assert "paper run" in result.stdout and "final equity" in result.stdout
+    assert "bars" in result.stdout
+
+
+def test_ctrl_c_leaves_a_consistent_ledger_and_the_run_interrupted(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "SIGMAX_HOME": str(home)}
+    # 1h bars at 360,000x real time: 10 ms per step, so the replay takes ~50 s unless stopped
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "commands.app", "paper", "--data", str(FREQTRADE_1H), "--symbols", "BTC/USDT,ETH/USDT",
+         "--timeframe", "1h", "--speed", "360000", "--no-tui", "--run-id", "ctrl-c"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if (home / "ledger.db").exists() and ledger_rows(home, "select count(*) n from runs")[0]["n"]:
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err
+    (run,) = ledger_rows(home, "select * from runs")
+    assert run["status"] == "interrupted" and run["ended_ms"] is not None
+    summary = json.loads(run["summary_json"])
+    assert 0 < summary["steps"] < 5282
+    assert ledger_rows(home, "select count(*) n from equity")[0]["n"] == summary["steps"]
+    assert ledger_rows(home, "select count(*) n from fills")[0]["n"] == summary["fills"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{empty}"], "holds no candles"),
+    (["--data", FREQTRADE_1H, "--symbols", "BTC/USDT", "--start", "2021-04-25T05:00", "--end", "2021-04-25T08:00"],
+     "bars to trade"),
+    (["--data", FREQTRADE_1H, "--symbols", "BTC/USDT,FOO/USDT"], "no 1h candles for FOO/USDT"),
+    (["--data", FREQTRADE_1H, "--start", "2021-06-01", "--end", "2021-05-01"], "is not before --end"),
+    (["--data", FREQTRADE_1H, "--balance", "0"], "--balance must be greater than 0"),
+    (["--data", FREQTRADE_1H, "--strategy", "magic"], "unknown strategy 'magic'"),
+    (["--data", FREQTRADE_1H, "--start", "yesterday"], "is not a date"),
+    (["--data", "{corrupt}"], "corrupt"),
+    (["--data", "/nonexistent/dir"], "does not exist"),
+    (["--data", FREQTRADE_1H, "--timeframe", "7x"], "unknown timeframe"),
+    (["--data", FREQTRADE_1H, "--run-id", "bad id!"], "run id"),
+])
+def test_bad_input_is_one_sentence_a_non_zero_exit_and_nothing_written(cli, tmp_path, args, message):
+    empty = tmp_path / "BTC_USDT-1h.json"
+    empty.write_text("[]")
+    corrupt = tmp_path / "ETH_USDT-1h.json"
+    corrupt.write_text('[[1609459200000, 1, 2, 0.5, 1.5')
+    args = [str(a).replace("{empty}", str(empty)).replace("{corrupt}", str(corrupt)) for a in args]
+    result = cli("paper", *args, "--no-tui", "--json")
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert result.stdout == ""
+    assert not (tmp_path / "home" / "ledger.db").exists()
+
+
+def test_a_run_id_already_in_the_ledger_is_refused_and_the_old_run_kept(cli, tmp_path):
+    args = ["paper", "--data", FREQTRADE_1H / "BTC_USDT-1h.json", "--max-bars", "50", "--run-id", "same", "--json"]
+    assert cli(*args).exit_code == 0
+    again = cli(*args)
+    assert again.exit_code == 2 and "already in the ledger" in again.stderr
+    runs = ledger_rows(tmp_path / "home", "select * from runs")
+    assert len(runs) == 1 and runs[0]["status"] == "completed"
+
+
+def test_paper_on_postgresql(cli, pg_url):
+    result = cli("paper", "--data", FREQTRADE_1H / "ETH_USDT-1h.json", "--max-bars", "2000", "--json",
+                 env={"SIGMAX_DATABASE_URL": pg_url})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    from sigmax_cli.ledger import Ledger
+
+    with Ledger(pg_url) as ledger:
+        run = ledger.get_run(summary["run_id"])
+        assert run.status == "completed"
+        assert ledger.count("equity", run.run_id) == summary["steps"] == 2000
