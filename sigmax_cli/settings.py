@@ -109,6 +109,8 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         case_sensitive=False,
+        env_ignore_empty=True,          # SIGMAX_API_KEY= (blank) means "not set"
+        dotenv_filtering="match_prefix",  # other tools' keys in an env file are left alone
     )
 
     home: Path = Field(default_factory=lambda: default_home())
@@ -266,19 +268,24 @@ def load_settings(
     Raises:
         ConfigError: unknown profile, malformed TOML, missing env file, invalid value.
     """
-    profile_name = profile or os.environ.get("SIGMAX_PROFILE") or DEFAULT_PROFILE
+    file_values: dict[str, str | None] = {}
+    if env_file is not None:
+        if not Path(env_file).is_file():
+            raise ConfigError(
+                f"env file {env_file} does not exist",
+                "create it from .env.testnet.example (chmod 600) or drop --env-file",
+            )
+        from dotenv import dotenv_values
+
+        file_values = {k.upper(): v for k, v in dotenv_values(env_file).items()}
+    profile_name = (profile or os.environ.get("SIGMAX_PROFILE") or file_values.get("SIGMAX_PROFILE")
+                    or DEFAULT_PROFILE)
     profile_data = read_profile(profile_name)
-    profile_data.setdefault("profile", profile_name)
-    if env_file is not None and not Path(env_file).is_file():
-        raise ConfigError(
-            f"env file {env_file} does not exist",
-            "create it from .env.testnet.example (chmod 600) or drop --env-file",
-        )
+    profile_data["profile"] = profile_name
     init = _drop_none(overrides or {})
     if home is not None:
         init["home"] = Path(home)
-    if profile is not None:
-        init["profile"] = profile
+    init["profile"] = profile_name  # the profile actually read, whichever layer named it
 
     class _Invocation(Settings):
         @classmethod
@@ -292,6 +299,11 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"unknown setting {where!r}",
+                f"check its spelling against .env.testnet.example or the profile ({profile_name})",
+            ) from None
         raise ConfigError(
             f"setting {where!r} is invalid: {err['msg']}",
             f"fix it in the profile ({profile_name}), the env file, SIGMAX_* or the option",

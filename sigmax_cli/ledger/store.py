@@ -318,6 +318,23 @@ class Ledger:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(t).where(t.c.run_id == run_id)).scalar_one())
 
+    def equity_summaries(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Per run id with equity rows: ``bars`` (snapshot count), ``first_ms``, ``last_ms``
+        (UTC ms) and ``last_equity`` (quote, the newest snapshot), in one query."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        e = s.equity
+        agg = (
+            select(e.c.run_id, func.count().label("bars"), func.min(e.c.ts_ms).label("first_ms"),
+                   func.max(e.c.ts_ms).label("last_ms"))
+            .where(e.c.run_id.in_(ids)).group_by(e.c.run_id).subquery()
+        )
+        query = select(agg, e.c.equity.label("last_equity")).join(
+            e, (e.c.run_id == agg.c.run_id) & (e.c.ts_ms == agg.c.last_ms))
+        with self.engine.connect() as conn:
+            return {r["run_id"]: dict(r) for r in conn.execute(query).mappings()}
+
 
 def _run_info(row) -> RunInfo:
     return RunInfo(

@@ -1,0 +1,62 @@
+"""The root app: version, help, global options, lazy imports, the error boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sigmax_cli import __version__
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_version_and_help(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"sigmax {__version__}"
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("paper", "report", "data", "config"):
+        assert command in result.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = ("import sys\nfrom commands.app import app\n"
+            "heavy = [m for m in ('ccxt', 'pandas', 'torch', 'stable_baselines3', 'matplotlib', 'sqlalchemy')"
+            " if m in sys.modules]\nprint(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_console_script_runs_without_a_traceback():
+    out = subprocess.run(["sigmax", "--profile", "nope", "config"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr == "error: unknown profile 'nope'; use one of conservative, balanced, aggressive or a " \
+                         "path to a .toml file.\n"
+
+
+def test_traceback_only_with_verbose(cli):
+    quiet = cli("--profile", "nope", "config")
+    assert "Traceback" not in quiet.stderr
+    loud = cli("-v", "--profile", "nope", "config")
+    assert loud.exit_code == 2 and "Traceback" in loud.stderr and "unknown profile" in loud.stderr
+
+
+def test_unexpected_errors_are_one_line_exit_70(cli, monkeypatch):
+    import sigmax_cli.settings as settings_module
+
+    def boom(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(settings_module, "load_settings", boom)
+    result = cli("config")
+    assert result.exit_code == 70
+    assert result.stderr == "error: unexpected RuntimeError: disk on fire; rerun with -v for the traceback and " \
+                            "report it.\n"
+
+
+def test_home_option_and_no_color(cli, tmp_path):
+    result = cli("--home", tmp_path / "elsewhere", "--no-color", "config", "--json")
+    assert result.exit_code == 0
+    assert f'"home": "{tmp_path / "elsewhere"}"' in result.stdout
+    assert "\x1b[" not in result.stdout
