@@ -4,10 +4,8 @@ Every command module is imported here, so each must stay light: heavy libraries 
 pandas, torch, stable-baselines3) are imported inside the code path that needs them.
 """
 
-from __future__ import annotations
 
 import sys
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +51,8 @@ class SigmaxGroup(TyperGroup):
 def _report(ctx: typer.Context, line: str) -> None:
     state = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()
     if state.verbosity > 0:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
     try:
         from sigmax_cli.logs import _MASK
@@ -75,7 +75,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain Click help: typer.rich_utils costs ~200 ms of imports (markdown, pygments)
 )
 
 

@@ -1,6 +1,5 @@
 """``sigmax config``: show the effective settings, secrets redacted."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

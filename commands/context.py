@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from sigmax_cli.settings import Settings
 
 
@@ -29,10 +30,14 @@ class AppContext:
     @property
     def console(self) -> Console:
         """Human output on stdout (rich; plain when not a terminal; honours NO_COLOR)."""
+        from rich.console import Console
+
         return Console(no_color=self.no_color or None, highlight=False, soft_wrap=False)
 
     @property
     def err_console(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True, no_color=self.no_color or None, highlight=False)
 
     def settings(self, overrides: dict[str, Any] | None = None, env_file: Path | None = None) -> Settings:

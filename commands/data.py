@@ -1,6 +1,5 @@
-"""``sigmax data``: check candle files (and download them, see ``download``)."""
+"""``sigmax data``: check candle files, download OHLCV from an exchange."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
@@ -50,3 +49,99 @@ def check(
     for r in reports:
         for g in r["gaps"]:
             state.console.print(f"gap {r['symbol']}: {g['missing_bars']} bar(s) missing after {g['after']}")
+
+
+@app.command("download")
+def download(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="First bar: ISO date or date-time, UTC.")],
+    exchange: Annotated[
+        str | None, typer.Option("--exchange", help="ccxt exchange id (default: setting).")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option("--symbols", help="Comma-separated, e.g. BTC/USDT,ETH/USDT.")
+    ] = None,
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", help="Bar length, e.g. 1m, 5m, 1h, 1d.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only bars opening before this date (UTC).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory (default: <home>/data/<exchange>).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Download closed OHLCV bars into freqtrade JSON files; a rerun resumes each file."""
+    from sigmax_cli.data.download import download_many, parse_date_ms
+    from sigmax_cli.exchange.client import exchange_from_settings
+
+    state = obj(ctx)
+    since_ms = parse_date_ms(since, "--since")
+    until_ms = parse_date_ms(until, "--until") if until is not None else None
+    settings = state.settings({"exchange": exchange, "symbols": symbols, "timeframe": timeframe})
+    out_dir = out or settings.home / "data" / settings.exchange
+    client = exchange_from_settings(settings, with_keys=False)
+    console = state.console
+
+    def run(observer=None):
+        return download_many(client, settings.symbols, settings.timeframe, since_ms, out_dir,
+                             until_ms, observer)
+
+    if as_json:
+        print_json({"files": [r.to_dict() for r in run()]})
+        return
+    if console.is_terminal:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(),
+                   TextColumn("{task.fields[bars]} bars"), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            results = run(_ProgressObserver(progress))
+    else:
+        results = run(_LineObserver(console))
+    for r in results:
+        doc = r.to_dict()
+        where = r.path.name if r.path else "no file (no closed bar in the range)"
+        span = f" ({doc['first']} .. {doc['last']})" if r.first_ms is not None else ""
+        console.print(f"{r.symbol} {r.timeframe}: +{r.bars_added} bars, {r.bars_total} in "
+                      f"{where}{span}, {len(r.gaps)} gap(s), {r.missing_bars} missing bar(s)")
+    console.print(f"files in {out_dir}")
+
+
+class _ProgressObserver:
+    """One rich progress task per symbol; progress is the share of the time range covered."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, dict[str, int]] = {}
+
+    def on_start(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        total = max(1, end_ms - start_ms)
+        task = self.progress.add_task(symbol, total=total, bars=0)
+        self.tasks[symbol] = {"id": task, "start": start_ms, "total": total, "bars": 0}
+
+    def on_page(self, symbol: str, fetched_bars: int, last_ms: int) -> None:
+        t = self.tasks[symbol]
+        t["bars"] += fetched_bars
+        self.progress.update(t["id"], completed=max(0, last_ms - t["start"]), bars=t["bars"])
+
+    def on_done(self, result) -> None:
+        t = self.tasks[result.symbol]
+        self.progress.update(t["id"], completed=t["total"], bars=result.bars_total)
+
+
+class _LineObserver:
+    """Plain lines for cron and pipes: one when a symbol starts, none per page."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def on_start(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        self.console.print(f"downloading {symbol}")
+
+    def on_page(self, symbol: str, fetched_bars: int, last_ms: int) -> None:
+        pass
+
+    def on_done(self, result) -> None:
+        pass

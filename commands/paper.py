@@ -1,6 +1,5 @@
 """``sigmax paper``: paper trading on real candles (files or live public data)."""
 
-from __future__ import annotations
 
 import sys
 from pathlib import Path

@@ -1,6 +1,5 @@
 """``sigmax report``: performance report of a run from the ledger (table, JSON, Markdown, HTML)."""
 
-from __future__ import annotations
 
 import sys
 from enum import StrEnum

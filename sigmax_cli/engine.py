@@ -50,6 +50,7 @@ from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 
 DAY_MS = 86_400_000
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
+DUST_NOTIONAL_FRACTION = 1e-4  # orders worth less than this fraction of initial equity are dust
 
 
 @dataclass(frozen=True)
@@ -248,10 +249,11 @@ class Engine:
             if bar.i < warmup:
                 continue
             pos = portfolio.position(bar.symbol)
-            signal = self.strategy.on_bar(bar, PositionView(pos.qty, pos.avg_price, pos.opened_ms))
+            held = pos.qty if pos.opened_ms is not None else 0.0  # dust counts as flat
+            signal = self.strategy.on_bar(bar, PositionView(held, pos.avg_price, pos.opened_ms))
             if signal is None or broker.has_open_orders(bar.symbol):
                 continue
-            self._act(bar, signal.target, signal.reason, pos.qty, now)
+            self._act(bar, signal.target, signal.reason, held, now)
 
         bench = self._bench_cash
         for sym, qty in self._bench_qty.items():
@@ -287,8 +289,9 @@ class Engine:
             held = min(qty, self.broker.free(rules.base))
             amount = rules.amount_to_precision(held if target <= 0 else min(held, -delta / price))
             side, reduce_only = "sell", True
-        if amount <= 0 or amount < rules.min_amount or amount * price < rules.min_notional:
-            return  # below the market minimum: nothing sensible to send (dust or no cash)
+        if (amount <= 0 or amount < rules.min_amount
+                or amount * price < max(rules.min_notional, DUST_NOTIONAL_FRACTION * cfg.initial_equity)):
+            return  # below the market minimum or dust: nothing sensible to send
         self._cid_seq += 1
         request = OrderRequest(
             symbol=bar.symbol, side=side, type="market", amount=amount,

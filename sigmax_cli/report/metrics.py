@@ -404,6 +404,7 @@ def round_trips(
     state: dict[str, dict[str, float]] = {}
     closed: list[RoundTrip] = []
     fees: dict[str, float] = {}
+    residue: dict[str, float] = {}  # dust left by the last closed trip of each symbol
     for f in ordered:
         symbol = str(_field(f, "symbol"))
         side = str(_field(f, "side")).lower()
@@ -434,6 +435,10 @@ def round_trips(
             trip["peak"] = max(trip["peak"], new_qty)
             trip["bought"] += amount
             trip["buy_cost"] += amount * price
+        elif side == "sell" and trip is None and amount <= residue.get(symbol, 0.0):
+            # the dust a closed trip left (dropped within dust_fraction) sold on its own
+            residue[symbol] -= amount
+            continue
         elif side == "sell":
             held = trip["qty"] if trip else 0.0
             tolerance = dust_fraction * (trip["peak"] if trip else 0.0)
@@ -470,6 +475,7 @@ def round_trips(
                     fills=int(trip["fills"]),
                 )
             )
+            residue[symbol] = max(trip["qty"], 0.0) + dust_fraction * trip["peak"]
             del state[symbol]
     closed.sort(key=lambda t: (t.exit_ms, t.entry_ms))
     return TradeBook(closed=closed, open_qty={k: v["qty"] for k, v in state.items()}, fees=fees)

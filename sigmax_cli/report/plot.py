@@ -59,10 +59,11 @@ def render_png(report: Report) -> bytes:
     bottom.grid(True, alpha=0.3)
     bottom.legend(loc="lower left")
     run = report.run
+    symbols = ", ".join(run.symbols) if len(run.symbols) <= 4 else f"{len(run.symbols)} symbols"
     fig.suptitle(
-        f"run {run.run_id}: {run.strategy}, {', '.join(run.symbols)}, {run.timeframe} "
-        f"({report.performance.return_pct:+.2f} % vs "
-        f"{report.benchmark.return_pct:+.2f} % buy and hold)"
+        f"run {run.run_id}\n{run.strategy}, {symbols}, {run.timeframe}: "
+        f"{report.performance.return_pct:+.2f} % vs {report.benchmark.return_pct:+.2f} % buy and hold",
+        fontsize=11,
     )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
