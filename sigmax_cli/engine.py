@@ -142,6 +142,7 @@ class Engine:
         self.tf_ms = timeframe_to_ms(feed.timeframe)
         self.symbols = list(feed.symbols)
         self.portfolio = Portfolio({s: broker.rules(s).amount_step for s in self.symbols})
+        self._bases = {s: broker.rules(s).base for s in self.symbols}
         self.marks: dict[str, float] = {}
         self.last_bars: dict[str, Bar] = {}
         self.equity = config.initial_equity
@@ -262,10 +263,11 @@ class Engine:
         self.ledger.record_equity(self.cfg.run_id, ts, equity, cash, equity - cash, bench)
 
     def _mark(self) -> float:
-        broker = self.broker
-        equity = broker.total(self.cfg.quote)
+        total = self.broker.total
+        equity = total(self.cfg.quote)
+        bases = self._bases
         for sym, price in self.marks.items():
-            qty = broker.total(broker.rules(sym).base)
+            qty = total(bases[sym])
             if qty:
                 equity += qty * price
         return equity

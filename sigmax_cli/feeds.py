@@ -11,11 +11,12 @@ Implementations: :class:`ReplayFeed` (here, files) and ``sigmax_cli.exchange.fee
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import DataError
@@ -108,23 +109,31 @@ class ReplayFeed:
         ]
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
-        heap: list[tuple[int, int, str]] = []
+        # One stable sort of every (time, symbol) pair replaces a per-bar heap merge.
+        times, owners, rows = [], [], []
         for order, sym in enumerate(self.symbols):
-            if len(self.candles[sym]) > self.skip:
-                heap.append((self._lists[sym][0][self.skip], order, sym))
-        heapq.heapify(heap)
-        cursor = {sym: self.skip for sym in self.symbols}
-        while heap:
+            n = len(self.candles[sym])
+            if n > self.skip:
+                times.append(self.candles[sym].ts[self.skip:])
+                owners.append(np.full(n - self.skip, order, dtype=np.int32))
+                rows.append(np.arange(self.skip, n, dtype=np.int64))
+        ts_all = np.concatenate(times)
+        sort = np.lexsort((np.concatenate(owners), ts_all))
+        ts_sorted = ts_all[sort].tolist()
+        owner_sorted = np.concatenate(owners)[sort].tolist()
+        row_sorted = np.concatenate(rows)[sort].tolist()
+        lists = [self._lists[sym] for sym in self.symbols]
+        feats = [self._features[sym] for sym in self.symbols]
+        symbols = self.symbols
+        k, total = 0, len(ts_sorted)
+        while k < total:
             if stop.is_set():
                 return
-            ts = heap[0][0]
+            ts = ts_sorted[k]
             bars: list[Bar] = []
-            while heap and heap[0][0] == ts:
-                _, order, sym = heapq.heappop(heap)
-                i = cursor[sym]
-                t, o, h, low, c, v = self._lists[sym]
-                bars.append(Bar(sym, ts, o[i], h[i], low[i], c[i], v[i], i, self._features[sym]))
-                cursor[sym] = i + 1
-                if i + 1 < len(t):
-                    heapq.heappush(heap, (t[i + 1], order, sym))
+            while k < total and ts_sorted[k] == ts:
+                o, i = owner_sorted[k], row_sorted[k]
+                _, op, hi, lo, cl, vo = lists[o]
+                bars.append(Bar(symbols[o], ts, op[i], hi[i], lo[i], cl[i], vo[i], i, feats[o]))
+                k += 1
             yield Step(ts, bars)

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sigmax_cli.errors import ConfigError, OrderRejected
 DEFAULT_STEP = 1e-8
 
 
+@lru_cache(maxsize=1024)
 def _decimals(step: float) -> int:
     """Decimal places of a step size (1e-05 -> 5, 0.5 -> 1, 10 -> 0)."""
     exponent = Decimal(repr(step)).normalize().as_tuple().exponent
