@@ -416,5 +416,5 @@ class Engine:
             bar_ms=self.last_bar_ms, bars_done=self.bars_done, bars_total=self.feed.bars_total,
             speed=cfg.speed, bars_per_second=self.bars_done / elapsed if elapsed > 0 else 0.0,
             market=market, positions=positions, open_orders=orders, fills=list(self.recent_fills),
-            risk=risk, events=list(self.recent_events),
+            risk=risk, events=list(self.recent_events), orders_total=self.orders, fills_total=self.fills,
         )

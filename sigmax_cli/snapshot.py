@@ -88,3 +88,5 @@ class EngineSnapshot:
     fills: list[FillRow] = field(default_factory=list)        # newest last
     risk: RiskRow | None = None
     events: list[EventRow] = field(default_factory=list)      # newest last
+    orders_total: int = 0        # orders submitted since the run started
+    fills_total: int = 0         # fills since the run started (``fills`` holds the recent ones)
