@@ -136,9 +136,10 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
     candles: dict[str, Candles] = {}
     for file in files:
         # a single file keeps the timeframe of its name (BTC_USDT-5m.json); else the setting
-        named = parse_filename(file) if path.is_file() else None
-        c = load_candles(file, symbol=None if named else (options.symbols or [None])[0],
-                         timeframe=None if named else timeframe)
+        if path.is_file() and parse_filename(file) is None:  # e.g. prices.csv: name it from the options
+            c = load_candles(file, symbol=(options.symbols or [None])[0], timeframe=timeframe)
+        else:
+            c = load_candles(file)  # symbol and timeframe from the freqtrade name
         if options.symbols and path.is_file() and c.symbol not in options.symbols:
             raise DataError(f"{file.name} holds {c.symbol}, not {', '.join(options.symbols)}",
                             "pass the matching --symbols or another file")

@@ -52,9 +52,14 @@ def test_fees_are_always_charged_and_cash_never_goes_negative(cli, tmp_path, dat
     result = cli("paper", "--data", FREQTRADE_1H, "--symbols", "BTC/USDT,ETH/USDT,XRP/USDT", "--timeframe", "1h",
                  "--fee", "0.00075", "--markets", data_dir / MARKETS, "--no-tui", "--json")
     assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["symbols"] == ["BTC/USDT", "ETH/USDT", "XRP/USDT"]
     home = tmp_path / "home"
     fills = ledger_rows(home, "select * from fills")
     assert fills
+    # each symbol traded at its own prices (a mislabelled file would put XRP's 0.5 USDT on BTC)
+    prices = {r["symbol"]: r["p"] for r in ledger_rows(home, "select symbol, avg(price) p from fills group by symbol")}
+    assert prices["BTC/USDT"] > 10_000 and 500 < prices["ETH/USDT"] < 5_000 and prices["XRP/USDT"] < 3
     for fill in fills:
         assert fill["fee"] == pytest.approx(fill["price"] * fill["amount"] * 0.00075, rel=1e-9)
         assert fill["fee"] > 0
