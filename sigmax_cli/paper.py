@@ -114,7 +114,10 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
     if options.data is not None:
         feed = _replay_feed(settings, options, strategy, start_ms, end_ms)
     else:
-        feed, live_markets = _live_feed(settings, options, strategy)
+        if end_ms is not None:
+            raise ConfigError("--end needs --data: a live run has no end date",
+                              "stop it with --max-bars or Ctrl-C, or replay files with --data")
+        feed, live_markets = _live_feed(settings, options, strategy, start_ms)
         markets = {**live_markets, **markets}
     quotes = {s.split("/")[1].split(":")[0] for s in feed.symbols}
     if len(quotes) != 1:
@@ -164,20 +167,34 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
     return ReplayFeed(candles, strategy.features, skip=strategy.warmup)
 
 
-def _live_feed(settings: Settings, options: PaperOptions, strategy):
-    from sigmax_cli.exchange.client import exchange_from_settings, load_markets
+def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: int | None):
+    """Live public candles via ccxt (no keys). With ``start_ms`` the bars since then are
+    replayed first (catch-up), then new closed bars as they appear.
+
+    Raises:
+        ConfigError: unknown symbol or timeframe on the exchange.
+        ExchangeError / TemporaryError: the exchange cannot be reached.
+    """
+    import math
+
+    from sigmax_cli.data.timeframes import timeframe_to_ms
+    from sigmax_cli.exchange.client import exchange_from_settings, load_markets, require_market
     from sigmax_cli.exchange.feed import LiveFeed
     from sigmax_cli.markets import from_ccxt
 
-    exchange = exchange_from_settings(settings, sandbox=False)
+    exchange = exchange_from_settings(settings, sandbox=False, with_keys=False)
     ccxt_markets = load_markets(exchange)
     symbols = options.symbols or list(settings.symbols)
-    unknown = [s for s in symbols if s not in ccxt_markets]
-    if unknown:
-        raise ConfigError(f"{settings.exchange} has no market {', '.join(unknown)}", "check --symbols")
+    for sym in symbols:
+        require_market(exchange, sym)
     markets = {s: from_ccxt(ccxt_markets[s]) for s in symbols}
-    feed = LiveFeed(exchange, symbols, settings.timeframe, strategy.features, history=strategy.warmup + 50,
-                    max_bars=options.max_bars)
+    tf_ms = timeframe_to_ms(settings.timeframe)
+    steps = math.ceil(options.max_bars / len(symbols)) if options.max_bars else None
+    feed = LiveFeed(
+        exchange, symbols, settings.timeframe, strategy.features, history=strategy.warmup + 50,
+        since_ms=start_ms - tf_ms if start_ms is not None else None, max_bars=steps,
+        stale_after_ms=3 * tf_ms, on_stale="record",
+    )
     return feed, markets
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]  # binance_emulator
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SIGMAX_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 FREQTRADE_1H = DATA / "ohlcv" / "binance_spot_freqtrade_2020-12_2021-07"

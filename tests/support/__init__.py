@@ -1,0 +1,1 @@
+"""Test support: a loopback Binance emulator and its pytest fixtures."""
