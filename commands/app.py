@@ -102,7 +102,9 @@ def root(
         Path | None,
         typer.Option("--env-file", help="dotenv file of SIGMAX_* settings (keys: keep it chmod 600)."),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output; -v shows tracebacks.")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output; -v shows tracebacks.")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (NO_COLOR is honoured too).")] = False,
     version: Annotated[

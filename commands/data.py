@@ -31,7 +31,8 @@ def check(
         reports.append({
             "file": str(file), "symbol": c.symbol, "timeframe": c.timeframe, "bars": len(c),
             "first": _iso(int(c.ts[0])) if len(c) else None, "last": _iso(int(c.ts[-1])) if len(c) else None,
-            "gaps": [{"after": _iso(g.after_ms), "before": _iso(g.before_ms), "missing_bars": g.missing} for g in c.gaps],
+            "gaps": [{"after": _iso(g.after_ms), "before": _iso(g.before_ms), "missing_bars": g.missing}
+                     for g in c.gaps],
             "missing_bars": c.missing_bars, "dropped_duplicates": c.dropped_duplicates, "sha256": c.sha256,
         })
     if as_json:

@@ -23,7 +23,9 @@ def paper(
     start: Annotated[str | None, typer.Option("--start", help="First bar, ISO date/time UTC.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Stop before this ISO date/time UTC.")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="rules or rl:MODEL.zip.")] = "rules",
-    balance: Annotated[float | None, typer.Option("--balance", help="Starting quote balance (profile default).")] = None,
+    balance: Annotated[
+        float | None, typer.Option("--balance", help="Starting quote balance (profile default).")
+    ] = None,
     fee: Annotated[float | None, typer.Option("--fee", help="Maker and taker fee, fraction (0.001 = 0.1%).")] = None,
     slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="Market-fill slippage, bps.")] = None,
     markets: Annotated[Path | None, typer.Option("--markets", help="ccxt markets JSON for precision and "

@@ -73,7 +73,8 @@ def parse_time(value: str, option: str) -> int:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ConfigError(f"{option} {value!r} is not a date", "use ISO format, e.g. 2021-05-12 or 2021-05-12T06:00")
+        raise ConfigError(f"{option} {value!r} is not a date",
+                          "use ISO format, e.g. 2021-05-12 or 2021-05-12T06:00") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)

@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import create_engine, insert, inspect, select
 
 from sigmax_cli.errors import ConfigError, LedgerError, NotFoundError
-from sigmax_cli.ledger import Ledger
-from sigmax_cli.ledger import migrations
+from sigmax_cli.ledger import Ledger, migrations
 from sigmax_cli.ledger import schema as s
 from sigmax_cli.ledger.store import make_engine
 

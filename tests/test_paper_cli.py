@@ -140,8 +140,11 @@ def test_ctrl_c_leaves_a_consistent_ledger_and_the_run_interrupted(tmp_path):
         cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 30
     while time.time() < deadline:
-        if (home / "ledger.db").exists() and ledger_rows(home, "select count(*) n from runs")[0]["n"]:
-            break
+        try:  # the file may exist before its tables do
+            if (home / "ledger.db").exists() and ledger_rows(home, "select count(*) n from runs")[0]["n"]:
+                break
+        except sqlite3.OperationalError:
+            pass
         time.sleep(0.1)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)

@@ -46,7 +46,9 @@ def test_shipped_profiles_load_and_document_every_value_with_a_unit(name):
 def test_default_profile_is_conservative_and_settings_are_frozen():
     s = load_settings()
     assert s.profile == "conservative"
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         s.timeframe = "1m"
 
 

@@ -85,7 +85,8 @@ orders = Table(
     Column("filled", Float, nullable=False),                # base units
     Column("average", Float),                               # average fill price, quote
     Column("fee", Float, nullable=False),                   # quote
-    Column("status", String(16), nullable=False),           # new|open|partially_filled|filled|cancelled|rejected|expired
+    # new | open | partially_filled | filled | cancelled | rejected | expired
+    Column("status", String(16), nullable=False),
     Column("reason", Text),                                 # why the strategy sent it / why it ended
     Column("created_ms", BigInteger, nullable=False),       # bar time (replay) or wall time (live)
     Column("updated_ms", BigInteger, nullable=False),

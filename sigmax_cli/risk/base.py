@@ -8,13 +8,13 @@ the rules; ``REDUCING`` lets only exposure-reducing orders through (spot: sells)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from sigmax_cli.brokers.base import OrderRequest
 
 
-class TradingState(str, Enum):
+class TradingState(StrEnum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"
     HALTED = "HALTED"

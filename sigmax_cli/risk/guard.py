@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sigmax_cli.brokers.base import Balance, Broker, BrokerUpdate, Order, OrderRequest
 from sigmax_cli.errors import RiskBlocked
-from sigmax_cli.risk.base import Denial, RiskView, Rule, Trip, TradingState, increases_exposure
+from sigmax_cli.risk.base import Denial, RiskView, Rule, TradingState, Trip, increases_exposure
 from sigmax_cli.strategies.base import Bar
 
 
