@@ -61,9 +61,16 @@ def setup_logging(verbosity: int, no_color: bool = False) -> None:
     logger.propagate = False
 
 
+MIN_MASKED_LENGTH = 4
+"""Shorter secrets are not masked in free text: replacing every "b" of a message would
+garble it while hiding nothing (a 1-3 character secret is no secret). Settings displays
+redact secrets whole regardless of length (``settings.redacted_dict``)."""
+
+
 def mask_secrets(secrets: list[str]) -> None:
-    """Add ``secrets`` to the values masked in every sigmax log line."""
-    _MASK.secrets.update(s for s in secrets if s)
+    """Add ``secrets`` (at least ``MIN_MASKED_LENGTH`` long) to the values masked in every
+    sigmax log line and error message."""
+    _MASK.secrets.update(s for s in secrets if s and len(s) >= MIN_MASKED_LENGTH)
 
 
 def get_logger(name: str) -> logging.Logger:

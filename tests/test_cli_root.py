@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sigmax_cli import __version__
+from tests.conftest import FREQTRADE_1H
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,3 +63,31 @@ def test_home_option_and_no_color(cli, tmp_path):
     assert result.exit_code == 0
     assert f'"home": "{tmp_path / "elsewhere"}"' in result.stdout
     assert "\x1b[" not in result.stdout
+
+
+BAD_SETUPS = {
+    "unknown profile": (["--profile", "nope"], {}, 2, "unknown profile 'nope'"),
+    "malformed toml": (["--profile", "{toml}"], {}, 2, "is not valid TOML"),
+    "missing env file": (["--env-file", "{missing}"], {}, 2, "env file"),
+    "malformed database url": ([], {"SIGMAX_DATABASE_URL": "postgresql://a:b@:x:y/"}, 2, "malformed"),
+    "unsupported database": ([], {"SIGMAX_DATABASE_URL": "mysql://root@127.0.0.1/test"}, 2, "does not support"),
+    "unreachable database": ([], {"SIGMAX_DATABASE_URL": "postgresql://sigmax:pw-123@127.0.0.1:1/x"}, 69,
+                             "cannot open the ledger at postgresql://sigmax:***@127.0.0.1:1/x"),
+    "unknown timeframe": ([], {"SIGMAX_TIMEFRAME": "3q"}, 2, "unknown timeframe '3q'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SETUPS))
+@pytest.mark.parametrize("command", [["paper", "--data", str(FREQTRADE_1H), "--json"], ["report", "--latest"]])
+def test_bad_setup_is_one_sentence_and_nothing_written(cli, tmp_path, case, command):
+    args, env, code, message = BAD_SETUPS[case]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[risk\nmax_open_orders = 1\n")
+    args = [a.replace("{toml}", str(bad)).replace("{missing}", str(tmp_path / "absent.env")) for a in args]
+    result = cli(*args, *command, env=env)
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "pw-123" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "home").exists()

@@ -259,9 +259,19 @@ def test_run_without_equity_is_a_data_error(cli, filled):
 
 
 def test_empty_ledger(cli, ledger_url):
+    from sigmax_cli.ledger import Ledger
+
+    Ledger(ledger_url).close()  # an empty ledger, with its schema
     res = cli("report", env={"SIGMAX_DATABASE_URL": ledger_url})
     assert res.exit_code == 66
     assert res.stderr == "error: the ledger holds no runs yet; start one with `sigmax paper`.\n"
+
+
+def test_no_ledger_yet_is_not_created_by_report(cli, tmp_path):
+    res = cli("report")
+    assert res.exit_code == 66
+    assert res.stderr.startswith("error: there is no ledger at ") and "run `sigmax paper` first" in res.stderr
+    assert not (tmp_path / "home").exists()
 
 
 def test_option_conflicts_and_bad_format(cli, filled):

@@ -82,6 +82,12 @@ class Candles:
     def missing_bars(self) -> int:
         return sum(g.missing for g in self.gaps)
 
+    def rows(self) -> list[tuple[int, float, float, float, float, float]]:
+        """The bars as freqtrade rows ``(ts_ms, open, high, low, close, volume)``, oldest first,
+        as Python ints and floats."""
+        return list(zip(self.ts.tolist(), self.open.tolist(), self.high.tolist(), self.low.tolist(),
+                        self.close.tolist(), self.volume.tolist(), strict=True))
+
     def slice(self, start_ms: int | None = None, end_ms: int | None = None) -> Candles:
         """Bars with ``start_ms <= ts < end_ms`` (either bound optional); gaps recomputed."""
         lo = 0 if start_ms is None else int(np.searchsorted(self.ts, start_ms, side="left"))

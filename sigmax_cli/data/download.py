@@ -351,18 +351,7 @@ def write_candles_json(path: Path, candles: Candles) -> None:
             and the temporary file removed.
     """
     path = Path(path)
-    rows = [
-        [t, o, h, low, c, v]
-        for t, o, h, low, c, v in zip(
-            candles.ts.tolist(),
-            candles.open.tolist(),
-            candles.high.tolist(),
-            candles.low.tolist(),
-            candles.close.tolist(),
-            candles.volume.tolist(),
-            strict=True,
-        )
-    ]
+    rows = candles.rows()
     payload = json.dumps(rows, separators=(",", ":"), allow_nan=False)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

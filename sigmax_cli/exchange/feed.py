@@ -338,15 +338,7 @@ class LiveFeed:
             return
         rows = validate(rows, sym, self.timeframe, self.tf_ms)
         buf = self._rows[sym]
-        for t, o, h, low, c, v in zip(
-            rows.ts.tolist(),
-            rows.open.tolist(),
-            rows.high.tolist(),
-            rows.low.tolist(),
-            rows.close.tolist(),
-            rows.volume.tolist(),
-            strict=True,
-        ):
+        for t, o, h, low, c, v in rows.rows():
             if t <= self._last[sym]:
                 continue
             buf.append([t, o, h, low, c, v])

@@ -52,7 +52,7 @@ def make_engine(url: str) -> Engine:
     shown = redact_url(url)
     try:
         parsed = make_url(_normalise_url(url))
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(
             f"database URL {shown!r} is malformed",
             "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB in SIGMAX_DATABASE_URL",
@@ -81,6 +81,17 @@ def make_engine(url: str) -> Engine:
         return create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
     except NoSuchModuleError as exc:  # pragma: no cover - psycopg is a dependency
         raise ConfigError(f"no driver for {shown!r} ({exc})", "install psycopg[binary]") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL; ``None`` for other backends or in-memory."""
+    if not url.startswith("sqlite:"):
+        return None
+    try:
+        database = make_url(url).database
+    except (ArgumentError, ValueError):
+        return None
+    return Path(database).expanduser() if database and database != ":memory:" else None
 
 
 @dataclass(frozen=True)
@@ -113,14 +124,22 @@ class Ledger:
     Args:
         url: ledger URL (see :func:`make_engine`).
         batch_size: buffered rows that trigger a write.
+        create: when False, a SQLite ledger file that does not exist yet is an error
+            instead of being created (for read-only commands such as ``report``).
 
     Raises:
         ConfigError: malformed or unsupported URL.
+        NotFoundError: ``create`` is False and the SQLite file does not exist.
         LedgerError: database unreachable, or its schema newer than this sigmax.
     """
 
-    def __init__(self, url: str, batch_size: int = 5000) -> None:
+    def __init__(self, url: str, batch_size: int = 5000, create: bool = True) -> None:
         self.url = url
+        if not create:
+            path = sqlite_path(url)
+            if path is not None and not path.exists():
+                raise NotFoundError(f"there is no ledger at {path} yet",
+                                    "run `sigmax paper` first, or point --home / SIGMAX_DATABASE_URL at a ledger")
         self.engine = make_engine(url)
         self.batch_size = batch_size
         self._orders: dict[str, dict[str, Any]] = {}

@@ -224,15 +224,7 @@ class _Series:
                 "0",
                 "0",
             ]
-            for t, o, h, low, c, v in zip(
-                candles.ts.tolist(),
-                candles.open.tolist(),
-                candles.high.tolist(),
-                candles.low.tolist(),
-                candles.close.tolist(),
-                candles.volume.tolist(),
-                strict=True,
-            )
+            for t, o, h, low, c, v in candles.rows()
         ]
         self.candles = candles
 
