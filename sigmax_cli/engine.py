@@ -49,6 +49,7 @@ from sigmax_cli.snapshot import (
 from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 
 DAY_MS = 86_400_000
+KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
 DUST_NOTIONAL_FRACTION = 1e-4  # orders worth less than this fraction of initial equity are dust
 
@@ -125,10 +126,13 @@ class Engine:
         guard: the RiskGuard.
         ledger: where everything is recorded; the run must already be started in it.
         observer: receives snapshots and events (dashboard, progress lines, nothing).
+        killswitch: a :class:`~sigmax_cli.risk.killswitch.KillSwitchWatcher` (or anything
+            with ``engaged()`` and ``switch.status()``); checked before every step, at most
+            every ``KILLSWITCH_POLL_S`` of wall time in a fast replay.
     """
 
     def __init__(self, *, config: EngineConfig, feed: Feed, strategy: Strategy, broker: Broker,
-                 guard: RiskGuard, ledger: Ledger, observer: Any = None) -> None:
+                 guard: RiskGuard, ledger: Ledger, observer: Any = None, killswitch: Any = None) -> None:
         from sigmax_cli.ui.observer import NullObserver
 
         self.cfg = config
@@ -138,6 +142,8 @@ class Engine:
         self.guard = guard
         self.ledger = ledger
         self.observer = observer if observer is not None else NullObserver()
+        self.killswitch = killswitch
+        self._ks_checked = float("-inf")
         self.gate = GuardedBroker(broker, guard, self._risk_view)
         self.tf_ms = timeframe_to_ms(feed.timeframe)
         self.symbols = list(feed.symbols)
@@ -188,6 +194,9 @@ class Engine:
         try:
             for step in self.feed.steps(stop):
                 t_step = time.monotonic()
+                if self.killswitch is not None and (step_s or t_step - self._ks_checked >= KILLSWITCH_POLL_S):
+                    self._ks_checked = t_step
+                    self._obey_killswitch(step.ts_ms)
                 self._step(step.ts_ms, step.bars)
                 self.observer.on_step(self.snapshot)
                 now = time.monotonic()
@@ -344,6 +353,27 @@ class Engine:
             ledger.record_order(order.record(run_id))
 
     # -- risk ----------------------------------------------------------------------------------
+    def _obey_killswitch(self, ts: int) -> None:
+        """HALT (and cancel every open order) when the kill switch is engaged; resume when
+        it is released. Called before a step, so a bot halts within one tick."""
+        engaged = self.killswitch.engaged()
+        tripped = "kill_switch" in self.guard.trips
+        if engaged and not tripped:
+            status = self.killswitch.switch.status()
+            reason = f"kill switch engaged by {status.by or 'unknown'}: {status.reason or 'no reason given'}"
+            self.guard.halt("kill_switch", reason)
+            self.trips.append({"ts_ms": ts, "rule": "kill_switch", "state": "HALTED", "reason": status.reason,
+                               "by": status.by})
+            self._event(ts, "critical", "risk.kill_switch", f"HALTED: {reason}",
+                        {"by": status.by, "since_ms": status.since_ms, "source": status.source})
+            for order in self.broker.open_orders():
+                cancelled = self.gate.cancel(order.client_order_id, ts)
+                self.ledger.record_order(cancelled.record(self.cfg.run_id))
+        elif not engaged and tripped:
+            for change in self.guard.release("kill switch released", rule="kill_switch"):
+                self._event(ts, "warning", "risk.resumed.kill_switch", f"kill switch released ({change.reason})",
+                            {"rule": change.rule})
+
     def _risk_view(self, now_ms: int) -> RiskView:
         return RiskView(
             equity=self.equity, peak_equity=self.peak, day_start_equity=self.day_start_equity, now_ms=now_ms,

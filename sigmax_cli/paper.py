@@ -18,7 +18,7 @@ from typing import Any
 
 from sigmax_cli.data.candles import Candles, discover, load_candles, parse_filename
 from sigmax_cli.engine import Engine, EngineConfig, RunSummary
-from sigmax_cli.errors import ConfigError, DataError
+from sigmax_cli.errors import ConfigError, DataError, RiskBlocked
 from sigmax_cli.markets import MarketRules, load_markets_file
 from sigmax_cli.settings import Settings
 
@@ -124,11 +124,29 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
     if len(quotes) != 1:
         raise ConfigError(f"the symbols mix quote currencies ({', '.join(sorted(quotes))})",
                           "paper-trade one quote currency per run")
+    refuse_if_killswitch_engaged(settings)
     for sym in feed.symbols:
         if sym not in markets:
             warnings.append(f"no market metadata for {sym}: amount step 1e-8 and no minimum notional assumed "
                             "(pass --markets FILE with ccxt markets for real precision)")
     return PaperPlan(settings, options, run_id, strategy, feed, markets, quotes.pop(), warnings)
+
+
+def refuse_if_killswitch_engaged(settings: Settings) -> None:
+    """A bot started while the kill switch is engaged refuses to trade.
+
+    Raises:
+        RiskBlocked: the switch is engaged (file or Redis), with who, when and why.
+    """
+    from sigmax_cli.risk.killswitch import KillSwitch
+
+    status = KillSwitch.from_settings(settings).status()
+    if status.engaged:
+        since = datetime.fromtimestamp(status.since_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") \
+            if status.since_ms else "an unknown time"
+        raise RiskBlocked(
+            f"the kill switch is engaged (since {since} by {status.by or 'unknown'}: {status.reason}), "
+            "so no bot may trade", "release it with `sigmax panic --release --reason ...` once it is safe")
 
 
 def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, end_ms):
@@ -224,7 +242,9 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     )
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
               "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end}
-    with Ledger(s.ledger_url) as ledger:
+    from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
+
+    with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, Ledger(s.ledger_url) as ledger:
         ledger.start_run(
             run_id=plan.run_id, mode="paper", profile=s.profile, exchange=s.exchange,
             strategy=plan.options.strategy, params=params, symbols=list(plan.feed.symbols),
@@ -233,5 +253,5 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
         for warning in plan.warnings:
             ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)
         engine = Engine(config=config, feed=plan.feed, strategy=plan.strategy, broker=broker, guard=guard,
-                        ledger=ledger, observer=observer)
+                        ledger=ledger, observer=observer, killswitch=watcher)
         return engine.run(stop)

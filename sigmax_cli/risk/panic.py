@@ -1,0 +1,380 @@
+"""``sigmax panic``: the emergency stop.
+
+Order of work, safest first:
+
+1. persist the kill switch (file, then Redis): every bot on this host (and, with Redis, on
+   others) halts at its next tick and refuses to start;
+2. record the engage in the ledger (skipped, and said so, when the database is down);
+3. with exchange keys: for every configured symbol, and every symbol the ledger shows
+   open orders for, cancel all open orders (``cancel_all_orders`` where the exchange has
+   it, else per-order cancels in parallel), then re-fetch open orders until none remain,
+   in bounded rounds with back-off; optionally flatten spot positions (market sells of each
+   base asset down to the market's minimums);
+4. write an incident report, JSON and Markdown, in ``$SIGMAX_HOME/incidents/``.
+
+Every step is recorded in a timeline; a failing step becomes a ``failures`` entry, never
+an exception, so the report is always written. A second panic finds the switch engaged,
+keeps its original reason and time, re-verifies the exchange and reports, doing no harm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sigmax_cli.errors import SigmaxError
+from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, who
+
+VERIFY_ROUNDS = 6          # fetch/cancel rounds before giving up on a symbol
+ROUND_BACKOFF_S = 0.25     # first wait between rounds; doubles each round (0.25, 0.5, 1, 2, 4 s)
+PER_ORDER_WORKERS = 8      # parallel per-order cancels when the exchange has no cancel-all
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+@dataclass
+class IncidentReport:
+    """What a panic did. Times are UTC ms; balances in each asset's units.
+
+    ``outcome`` is ``"ok"`` (switch engaged, exchange verified with zero open orders or no
+    exchange configured), ``"degraded"`` (switch engaged but a store, the ledger or Redis,
+    could not be written) or ``"failed"`` (open orders may remain on the exchange).
+    """
+
+    incident_id: str
+    reason: str
+    by: str
+    started_ms: int
+    finished_ms: int | None = None
+    killswitch: dict[str, Any] = field(default_factory=dict)
+    already_engaged: bool = False
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    exchange: str | None = None
+    symbols: list[str] = field(default_factory=list)
+    cancelled: list[dict[str, Any]] = field(default_factory=list)
+    remaining_open_orders: dict[str, int] = field(default_factory=dict)
+    round_trips: int = 0
+    balances_before: dict[str, float] = field(default_factory=dict)
+    balances_after: dict[str, float] = field(default_factory=dict)
+    flattened: list[dict[str, Any]] = field(default_factory=list)
+    running_bots: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        if self.failures or any(self.remaining_open_orders.values()):
+            return "failed"
+        return "degraded" if self.degraded else "ok"
+
+    def step(self, text: str) -> None:
+        """Add a timeline entry now."""
+        self.timeline.append({"ts_ms": _now_ms(), "step": text})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome
+        return data
+
+
+class _CountingExchange:
+    """Counts the REST round trips a ccxt exchange makes (``fetch`` calls)."""
+
+    def __init__(self, exchange: Any) -> None:
+        self.calls = 0
+        original = exchange.fetch
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        exchange.fetch = counted
+
+
+def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
+          retry: Any = None, sleep=time.sleep) -> IncidentReport:
+    """Engage the kill switch, clear the exchange, write the incident report.
+
+    Args:
+        settings: the invocation's settings (home, Redis, ledger, exchange, keys, symbols).
+        reason: why; recorded everywhere.
+        flatten: also sell every configured symbol's base asset to the quote currency.
+        exchange: a ready ccxt exchange (tests, benchmarks); default: built from settings
+            when API keys are configured (testnet unless ``settings.env == "live"``).
+        retry: a :class:`~sigmax_cli.exchange.errors.RetryPolicy` for each exchange call.
+        sleep: waits between verification rounds (injectable).
+
+    Raises:
+        ConfigError: the kill-switch file cannot be written (nothing else is attempted:
+            without the switch, cancelled orders could be replaced by a running bot).
+    """
+    by = who()
+    started = _now_ms()
+    report = IncidentReport(incident_id=datetime.fromtimestamp(started / 1000, UTC).strftime("%Y%m%dT%H%M%S")
+                            + f"-{os.getpid()}", reason=reason, by=by, started_ms=started)
+    switch = KillSwitch.from_settings(settings)
+    before = switch.status()
+    report.already_engaged = before.engaged
+    status = switch.engage(reason, by)
+    report.killswitch = status.to_dict()
+    report.degraded.extend(status.degraded)
+    report.step(("kill switch was already engaged since " + _iso(status.since_ms) if before.engaged
+                 else "kill switch engaged") + f" ({status.source or 'file'})")
+
+    _ledger_record(settings, report, "killswitch.engaged", f"kill switch engaged by {by}: {reason}")
+
+    if exchange is None and settings.api_key is not None:
+        try:
+            from sigmax_cli.exchange.client import exchange_from_settings
+
+            exchange = exchange_from_settings(settings, sandbox=settings.env != "live")
+        except SigmaxError as exc:
+            report.failures.append(f"exchange: {exc.sentence()}")
+    if exchange is not None:
+        _clear_exchange(settings, report, exchange, flatten, retry, sleep)
+    elif not report.failures:
+        report.notes.append("no exchange keys configured (SIGMAX_API_KEY): nothing to cancel on an exchange; "
+                            "paper bots cancel their own orders when they halt")
+    report.finished_ms = _now_ms()
+    report.step(f"done: {report.outcome}")
+    _write_report(settings, report)
+    return report
+
+
+def _ledger_record(settings, report: IncidentReport, kind: str, message: str, level: str = "critical") -> None:
+    from sigmax_cli.ledger import Ledger, now_ms
+
+    try:
+        with Ledger(settings.ledger_url) as ledger:
+            ledger.record_event(None, now_ms(), level, kind, message,
+                                {"reason": report.reason, "by": report.by, "incident": report.incident_id})
+            ledger.flush()
+            with ledger.engine.connect() as conn:
+                from sqlalchemy import select
+
+                from sigmax_cli.ledger import schema
+
+                rows = conn.execute(select(schema.heartbeats).where(schema.heartbeats.c.status == "running"))
+                report.running_bots = [{"bot_id": r.bot_id, "run_id": r.run_id, "host": r.host, "pid": r.pid,
+                                        "last_seen_ms": r.ts_ms} for r in rows]
+        report.step("ledger: event recorded")
+    except SigmaxError as exc:
+        report.degraded.append(f"ledger: {exc.sentence()}")
+        report.step("ledger: unavailable, event not recorded")
+
+
+def _symbols(settings, report: IncidentReport) -> list[str]:
+    symbols = list(dict.fromkeys(settings.symbols))
+    try:
+        from sqlalchemy import select
+
+        from sigmax_cli.ledger import Ledger, schema
+
+        with Ledger(settings.ledger_url) as ledger, ledger.engine.connect() as conn:
+            rows = conn.execute(select(schema.orders.c.symbol).distinct().where(
+                schema.orders.c.status.in_(("new", "open", "partially_filled"))))
+            for (symbol,) in rows:
+                if symbol not in symbols:
+                    symbols.append(symbol)
+    except SigmaxError:
+        pass  # already reported as degraded
+    return symbols
+
+
+def _clear_exchange(settings, report: IncidentReport, exchange: Any, flatten: bool, retry: Any, sleep) -> None:
+    from sigmax_cli.exchange.errors import RetryPolicy
+
+    retry = retry or RetryPolicy(attempts=4, base_delay=0.25, max_delay=4.0)
+    counter = _CountingExchange(exchange)
+    report.exchange = getattr(exchange, "id", "exchange")
+    report.symbols = _symbols(settings, report)
+    try:
+        retry.call(exchange, "load_markets")
+        report.balances_before = _balances(retry, exchange)
+        report.step("exchange: markets and balances loaded")
+    except SigmaxError as exc:
+        report.failures.append(f"exchange: {exc.sentence()}")
+        report.step("exchange: unreachable")
+        report.round_trips = counter.calls
+        return
+    has_cancel_all = bool(exchange.has.get("cancelAllOrders"))
+    for symbol in report.symbols:
+        _clear_symbol(report, exchange, symbol, retry, has_cancel_all, sleep)
+    if flatten:
+        _flatten(report, exchange, retry)
+    try:
+        report.balances_after = _balances(retry, exchange)
+    except SigmaxError as exc:
+        report.failures.append(f"balances after: {exc.sentence()}")
+    report.round_trips = counter.calls
+
+
+def _clear_symbol(report: IncidentReport, exchange: Any, symbol: str, retry: Any, has_cancel_all: bool,
+                  sleep) -> None:
+    seen: set[str] = set()
+    for round_no in range(VERIFY_ROUNDS):
+        try:
+            open_orders = retry.call(exchange, "fetch_open_orders", symbol)
+        except SigmaxError as exc:
+            report.step(f"{symbol}: fetching open orders failed ({exc.cause})")
+            sleep(ROUND_BACKOFF_S * 2**round_no)
+            continue
+        if not open_orders:
+            report.remaining_open_orders[symbol] = 0
+            report.step(f"{symbol}: verified zero open orders")
+            return
+        for order in open_orders:
+            if order["id"] not in seen:
+                seen.add(order["id"])
+                report.cancelled.append({"symbol": symbol, "id": order["id"],
+                                         "client_order_id": order.get("clientOrderId"), "side": order.get("side"),
+                                         "amount": order.get("amount"), "price": order.get("price")})
+        try:
+            if has_cancel_all:
+                retry.call(exchange, "cancel_all_orders", symbol)
+                report.step(f"{symbol}: cancel-all sent for {len(open_orders)} open orders")
+            else:
+                with ThreadPoolExecutor(PER_ORDER_WORKERS) as pool:
+                    list(pool.map(lambda o: _cancel_one(retry, exchange, o["id"], symbol), open_orders))
+                report.step(f"{symbol}: {len(open_orders)} cancels sent")
+        except SigmaxError as exc:
+            report.step(f"{symbol}: cancel failed ({exc.cause}); verifying again")
+        sleep(ROUND_BACKOFF_S * 2**round_no)
+    try:
+        left = retry.call(exchange, "fetch_open_orders", symbol)
+    except SigmaxError as exc:
+        report.failures.append(f"{symbol}: could not verify open orders ({exc.cause})")
+        report.remaining_open_orders[symbol] = -1
+        return
+    report.remaining_open_orders[symbol] = len(left)
+    if left:
+        report.failures.append(f"{symbol}: {len(left)} open orders remain after {VERIFY_ROUNDS} rounds")
+
+
+def _cancel_one(retry: Any, exchange: Any, order_id: str, symbol: str) -> None:
+    from sigmax_cli.errors import OrderRejected
+
+    try:
+        retry.call(exchange, "cancel_order", order_id, symbol)
+    except OrderRejected:
+        pass  # already gone (filled or cancelled): the verification round decides
+
+
+def _balances(retry: Any, exchange: Any) -> dict[str, float]:
+    balance = retry.call(exchange, "fetch_balance")
+    return {asset: float(total) for asset, total in (balance.get("total") or {}).items() if total}
+
+
+def _flatten(report: IncidentReport, exchange: Any, retry: Any) -> None:
+    from sigmax_cli.markets import from_ccxt
+
+    free = {}
+    try:
+        free = {k: float(v) for k, v in (retry.call(exchange, "fetch_balance").get("free") or {}).items() if v}
+    except SigmaxError as exc:
+        report.failures.append(f"flatten: balances unavailable ({exc.cause})")
+        return
+    for symbol in report.symbols:
+        market = exchange.markets.get(symbol)
+        if not market:
+            continue
+        rules = from_ccxt(market)
+        amount = rules.amount_to_precision(free.get(rules.base, 0.0))
+        try:
+            ticker = retry.call(exchange, "fetch_ticker", symbol)
+            price = float(ticker.get("bid") or ticker.get("last") or 0.0)
+        except SigmaxError as exc:
+            report.failures.append(f"flatten {symbol}: no price ({exc.cause})")
+            continue
+        if amount <= 0 or amount < rules.min_amount or amount * price < rules.min_notional:
+            report.step(f"flatten {symbol}: {free.get(rules.base, 0.0):g} {rules.base} is dust, left as is")
+            continue
+        try:
+            order = retry.call(exchange, "create_order", symbol, "market", "sell", amount)
+            report.flattened.append({"symbol": symbol, "amount": amount, "id": order.get("id"),
+                                     "status": order.get("status")})
+            report.step(f"flatten {symbol}: sold {amount:g} {rules.base}")
+        except SigmaxError as exc:
+            report.failures.append(f"flatten {symbol}: {exc.cause}")
+
+
+def _write_report(settings, report: IncidentReport) -> None:
+    folder = Path(settings.home) / "incidents"
+    stem = f"{report.incident_id}-panic"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix, text in ((".json", json.dumps(report.to_dict(), indent=2, default=str)),
+                             (".md", incident_markdown(report))):
+            path = folder / f"{stem}{suffix}"
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+            report.files.append(str(path))
+    except OSError as exc:
+        report.degraded.append(f"incident report not written ({exc.strerror})")
+
+
+def incident_markdown(report: IncidentReport) -> str:
+    """The incident report as Markdown: summary, timeline, orders, balances, failures."""
+    lines = [f"# Incident {report.incident_id}: panic", "",
+             f"* **Outcome:** {report.outcome}", f"* **Reason:** {report.reason}", f"* **By:** {report.by}",
+             f"* **Started:** {_iso(report.started_ms)}", f"* **Finished:** {_iso(report.finished_ms)}",
+             f"* **Kill switch:** engaged since {_iso(report.killswitch.get('since_ms'))} "
+             f"({report.killswitch.get('source') or 'file'})"
+             + (" (it was already engaged)" if report.already_engaged else ""),
+             f"* **Exchange:** {report.exchange or 'none configured'}; round trips: {report.round_trips}", ""]
+    lines += ["## Timeline", "", "| time (UTC) | step |", "|---|---|"]
+    lines += [f"| {_iso(t['ts_ms'])} | {t['step']} |" for t in report.timeline]
+    lines += ["", f"## Orders cancelled ({len(report.cancelled)})", ""]
+    if report.cancelled:
+        lines += ["| symbol | order id | client order id | side | amount | price |", "|---|---|---|---|---|---|"]
+        lines += [f"| {o['symbol']} | {o['id']} | {o.get('client_order_id') or ''} | {o.get('side') or ''} | "
+                  f"{o.get('amount')} | {o.get('price')} |" for o in report.cancelled]
+    lines += ["", "## Open orders remaining", ""]
+    lines += [f"* {s}: {n if n >= 0 else 'unknown'}" for s, n in report.remaining_open_orders.items()] or ["* none"]
+    lines += ["", "## Balances", "", "| asset | before | after |", "|---|---|---|"]
+    for asset in sorted(set(report.balances_before) | set(report.balances_after)):
+        lines.append(f"| {asset} | {report.balances_before.get(asset, 0):g} | {report.balances_after.get(asset, 0):g} |")
+    if report.flattened:
+        lines += ["", "## Flattened", ""] + [f"* {f['symbol']}: sold {f['amount']}" for f in report.flattened]
+    lines += ["", "## Running bots (expected to halt within one tick)", ""]
+    lines += [f"* {b['bot_id']} (pid {b['pid']}, last seen {_iso(b['last_seen_ms'])})" for b in report.running_bots] \
+        or ["* none"]
+    for title, items in (("Failures", report.failures), ("Degraded", report.degraded), ("Notes", report.notes)):
+        if items:
+            lines += ["", f"## {title}", ""] + [f"* {item}" for item in items]
+    return "\n".join(lines) + "\n"
+
+
+def release(settings, reason: str) -> KillSwitchStatus:
+    """Release the kill switch with a reason, recorded in the ledger (when reachable).
+
+    Raises:
+        ConfigError: no reason, or the kill-switch file cannot be removed.
+    """
+    switch = KillSwitch.from_settings(settings)
+    status = switch.release(reason, who())
+    report = IncidentReport(incident_id="release", reason=reason, by=who(), started_ms=_now_ms())
+    _ledger_record(settings, report, "killswitch.released", f"kill switch released by {report.by}: {reason}",
+                   level="warning")
+    if report.degraded:
+        status.degraded.extend(report.degraded)
+    return status
