@@ -123,9 +123,9 @@ def root(
 
 
 def _register() -> None:
-    from commands import config, data, paper, report
+    from commands import config, data, panic, paper, report
 
-    for module in (config, paper, report):
+    for module in (config, paper, report, panic):
         app.add_typer(module.app)
     app.add_typer(data.app, name="data")
 
