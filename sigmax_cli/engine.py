@@ -49,6 +49,8 @@ from sigmax_cli.snapshot import (
 from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 
 DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday
 KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
 DUST_NOTIONAL_FRACTION = 1e-4  # orders worth less than this fraction of initial equity are dust
@@ -129,10 +131,13 @@ class Engine:
         killswitch: a :class:`~sigmax_cli.risk.killswitch.KillSwitchWatcher` (or anything
             with ``engaged()`` and ``switch.status()``); checked before every step, at most
             every ``KILLSWITCH_POLL_S`` of wall time in a fast replay.
+        sentiment_fn: returns the overall research sentiment in [-1, 1] or ``None``; read
+            at every risk evaluation (keep it cheap: a cached value).
     """
 
     def __init__(self, *, config: EngineConfig, feed: Feed, strategy: Strategy, broker: Broker,
-                 guard: RiskGuard, ledger: Ledger, observer: Any = None, killswitch: Any = None) -> None:
+                 guard: RiskGuard, ledger: Ledger, observer: Any = None, killswitch: Any = None,
+                 sentiment_fn: Any = None) -> None:
         from sigmax_cli.ui.observer import NullObserver
 
         self.cfg = config
@@ -143,6 +148,7 @@ class Engine:
         self.ledger = ledger
         self.observer = observer if observer is not None else NullObserver()
         self.killswitch = killswitch
+        self.sentiment_fn = sentiment_fn
         self._ks_checked = float("-inf")
         self.gate = GuardedBroker(broker, guard, self._risk_view)
         self.tf_ms = timeframe_to_ms(feed.timeframe)
@@ -155,6 +161,11 @@ class Engine:
         self.peak = config.initial_equity
         self.day_start_equity = config.initial_equity
         self.day = None
+        self.week_start_equity = config.initial_equity
+        self.week = None
+        self._order_times: deque[int] = deque()
+        self._decided_at: dict[str, float] = {}  # client order id -> price the order was decided on
+        self.last_slippage_bps: float | None = None
         self.max_dd = 0.0
         self.bars_done = 0
         self.steps_done = 0
@@ -242,6 +253,10 @@ class Engine:
         if day != self.day:
             self.day_start_equity = equity
             self.day = day
+        week = (now - MONDAY_OFFSET_MS) // WEEK_MS  # ISO weeks start on Monday 00:00 UTC
+        if week != self.week:
+            self.week_start_equity = equity
+            self.week = week
         self.equity = equity
         if equity > self.peak:
             self.peak = equity
@@ -335,6 +350,8 @@ class Engine:
             return None
         self._last_denial.pop(request.symbol, None)
         self.orders += 1
+        self._order_times.append(now)
+        self._decided_at[order.client_order_id] = request.reference_price
         self.ledger.record_order(order.record(self.cfg.run_id))
         return order
 
@@ -342,6 +359,10 @@ class Engine:
         run_id = self.cfg.run_id
         ledger = self.ledger
         for fill in update.fills:
+            decided = self._decided_at.get(fill.client_order_id)
+            if decided:
+                move = fill.price / decided - 1.0
+                self.last_slippage_bps = (move if fill.side == "buy" else -move) * 10_000.0
             pos = self.portfolio.apply(fill)
             ledger.record_fill(fill.record(run_id))
             ledger.record_position(pos.record(run_id, fill.ts_ms))
@@ -375,9 +396,20 @@ class Engine:
                             {"rule": change.rule})
 
     def _risk_view(self, now_ms: int) -> RiskView:
+        times = self._order_times
+        while times and times[0] <= now_ms - 60_000:
+            times.popleft()
+        error_count = getattr(self.broker, "error_count", None)
+        staleness = getattr(self.feed, "staleness", None)
         return RiskView(
             equity=self.equity, peak_equity=self.peak, day_start_equity=self.day_start_equity, now_ms=now_ms,
             position_notional=self.portfolio.exposure(self.marks), open_orders=self.broker.open_order_count,
+            week_start_equity=self.week_start_equity, losing_streak=self.portfolio.losing_streak,
+            last_loss_ms=self.portfolio.last_loss_ms, orders_last_minute=len(times),
+            api_errors_last_minute=error_count(now_ms - 60_000) if error_count else 0,
+            last_slippage_bps=self.last_slippage_bps,
+            data_age_ms=int(getattr(staleness, "overdue_ms", 0) or 0),
+            sentiment=self.sentiment_fn() if self.sentiment_fn else None,
         )
 
     def _risk_changes(self, now: int, changes: list[Trip | Resumed]) -> None:

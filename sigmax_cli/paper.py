@@ -232,7 +232,9 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     broker = PaperBroker({plan.quote: paper.balance}, plan.markets, maker_fee=paper.maker_fee,
                          taker_fee=paper.taker_fee, slippage_bps=paper.slippage_bps,
                          participation=paper.participation)
-    guard = build_guard(s.risk)
+    from sigmax_cli.data.timeframes import timeframe_to_ms
+
+    guard = build_guard(s.risk, timeframe_to_ms(plan.feed.timeframe))
     config = EngineConfig(
         run_id=plan.run_id, mode="paper", profile=s.profile, quote=plan.quote, initial_equity=paper.balance,
         position_fraction=s.strategy.position_fraction, max_order_notional=s.risk.max_order_notional,

@@ -44,6 +44,7 @@ class Portfolio:
         self.dust = dust or {}
         self.closed_trades = 0
         self.losing_streak = 0
+        self.last_loss_ms: dict[str, int] = {}  # symbol -> close time of its last losing round trip
 
     def position(self, symbol: str) -> Position:
         pos = self.positions.get(symbol)
@@ -72,6 +73,8 @@ class Portfolio:
                 pos.last_trade_pnl = pos._trade_pnl
                 self.closed_trades += 1
                 self.losing_streak = self.losing_streak + 1 if pos._trade_pnl < 0 else 0
+                if pos._trade_pnl < 0:
+                    self.last_loss_ms[fill.symbol] = fill.ts_ms
                 pos.opened_ms = None
                 if pos.qty <= 0:
                     pos.qty, pos.avg_price = 0.0, 0.0

@@ -83,6 +83,14 @@ class RiskSettings(_Section):
     max_drawdown_pct: float = Field(10.0, gt=0, lt=100, description="percent from peak equity")
     max_consecutive_losses: int = Field(4, ge=1, description="losing round trips in a row")
     cooldown_minutes: int = Field(240, ge=0, description="minutes paused after a stop-out")
+    weekly_loss_limit_pct: float = Field(
+        5.0, gt=0, lt=100, description="percent of start-of-ISO-week equity"
+    )
+    max_orders_per_minute: int = Field(10, ge=1, description="exposure-adding orders per 60 s")
+    max_slippage_bps: float = Field(50.0, gt=0, description="basis points of adverse fill slippage")
+    max_api_errors_per_minute: int = Field(5, ge=1, description="exchange errors per 60 s before a pause")
+    stale_data_bars: int = Field(3, ge=1, description="bars of missing data before trading halts")
+    min_sentiment: float = Field(-0.6, ge=-1, le=1, description="research sentiment at or below: no entries")
     max_capital: float | None = Field(
         None, gt=0, description="quote; live trading refuses to start without it"
     )
@@ -97,6 +105,64 @@ class PaperSettings(_Section):
     slippage_bps: float = Field(5.0, ge=0, lt=10_000, description="basis points vs bar open")
     participation: float = Field(
         0.1, gt=0, le=1, description="max fraction of a bar's volume one order may fill"
+    )
+
+
+DEFAULT_FEEDS = (
+    "coindesk=https://www.coindesk.com/arc/outboundfeeds/rss/",
+    "cointelegraph=https://cointelegraph.com/rss",
+    "decrypt=https://decrypt.co/feed",
+    "theblock=https://www.theblock.co/rss.xml",
+)
+
+
+class ResearchSettings(_Section):
+    """``sigmax research``: news feeds, market context APIs, coin detection, the signal stream.
+
+    ``feeds`` entries are ``NAME=URL`` or a bare URL (named after its host). ``symbols`` are
+    tickers detected in headlines (by ticker and name, see ``sigmax_cli.research.coins``);
+    ``market_coins`` are the tickers whose CoinGecko market data is fetched. Lists accept a
+    comma-separated string (``SIGMAX_RESEARCH__SYMBOLS=BTC,ETH``).
+    """
+
+    sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rss", "feargreed", "coingecko", "cryptopanic"])
+    feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_FEEDS))
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH", "SOL", "XRP"])
+    market_coins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
+    half_life_hours: float = Field(6.0, gt=0, description="hours; weight of an item halves per half-life")
+    lookback_hours: float = Field(48.0, gt=0, description="hours; items published earlier are not aggregated")
+    stream: str = Field("sigmax:signals", min_length=1, description="Redis stream key of published signals")
+    stream_max_len: int = Field(10_000, ge=1, description="entries; XADD MAXLEN ~ cap of the stream")
+    http_timeout_seconds: float = Field(10.0, gt=0, le=300, description="seconds; connect and read timeout")
+    http_retries: int = Field(2, ge=0, le=10, description="retries after the first try (5xx, 429, network)")
+    feargreed_url: str = Field("https://api.alternative.me", description="base URL of the Fear & Greed API")
+    coingecko_url: str = Field("https://api.coingecko.com/api/v3", description="base URL of CoinGecko")
+    cryptopanic_url: str = Field("https://cryptopanic.com/api/developer/v2", description="base URL of CryptoPanic")
+    cryptopanic_key: SecretStr | None = Field(None, description="CryptoPanic auth token (secret)")
+
+    @field_validator("sources", "feeds", "symbols", "market_coins", mode="before")
+    @classmethod
+    def _lists_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("symbols", "market_coins")
+    @classmethod
+    def _tickers_upper(cls, value: list[str]) -> list[str]:
+        return [s.strip().upper() for s in value]
+
+
+class BackupSettings(_Section):
+    """``sigmax backup`` / ``sigmax restore``: where archives go and when a restore is refused."""
+
+    dir: Path | None = Field(None, description="archive directory; None means <home>/backups")
+    compression_level: int = Field(
+        3, ge=1, le=19, description="zstd level of archive members (3 is zstd's own default)"
+    )
+    heartbeat_fresh_seconds: float = Field(
+        60.0, gt=0, description="seconds; a 'running' heartbeat younger than this blocks a restore"
+    )
+    pg_bin_dir: Path | None = Field(
+        None, description="directory holding pg_dump and pg_restore; None means search PATH"
     )
 
 
@@ -121,6 +187,7 @@ class Settings(BaseSettings):
     quote: str = "USDT"
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
+    redis_prefix: str = Field("sigmax:", description="prefix of every Redis key and channel sigmax uses")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     api_password: SecretStr | None = None
@@ -135,6 +202,8 @@ class Settings(BaseSettings):
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    research: ResearchSettings = Field(default_factory=ResearchSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -353,6 +422,8 @@ def redacted_dict(settings: Settings) -> dict[str, Any]:
             out[key] = redact_url(value.get_secret_value()) if key in _URL_SECRETS else REDACTED
         elif isinstance(value, Path):
             out[key] = str(value)
+        elif isinstance(value, dict):  # a section: its secrets (e.g. research.cryptopanic_key) too
+            out[key] = {k: REDACTED if isinstance(v, SecretStr) else v for k, v in value.items()}
         else:
             out[key] = value
     return out
@@ -378,4 +449,7 @@ def secret_values(settings: Settings) -> list[str]:
                     found.append(pw)
             else:
                 found.append(raw)
+        elif isinstance(value, BaseModel):  # a section's secrets, e.g. research.cryptopanic_key
+            found.extend(v.get_secret_value() for v in value.__dict__.values()
+                         if isinstance(v, SecretStr) and v.get_secret_value())
     return found

@@ -207,3 +207,30 @@ def test_paper_on_postgresql(cli, pg_url):
         run = ledger.get_run(summary["run_id"])
         assert run.status == "completed"
         assert ledger.count("equity", run.run_id) == summary["steps"] == 2000
+
+
+RULES_PROFILE = CRASH_PROFILE.replace("position_fraction = 0.2", "position_fraction = 0.3").replace(
+    "max_drawdown_pct = 50.0", "max_drawdown_pct = 5.0\nmax_consecutive_losses = 3\ncooldown_minutes = 120")
+
+
+def test_may_2021_crash_trips_drawdown_daily_loss_and_consecutive_losses(cli, tmp_path):
+    """The same crash with tighter limits: each of the three rules trips on real prices, each
+    trip is an event with its measured value and limit, and no entry is placed while any of
+    them holds trading in REDUCING."""
+    profile = tmp_path / "rules.toml"
+    profile.write_text(RULES_PROFILE)
+    result = cli("--profile", profile, "paper", "--data", FREQTRADE_1H, "--timeframe", "1h",
+                 "--start", "2021-05-12", "--end", "2021-05-24", "--no-tui", "--json")
+    assert result.exit_code == 0, result.output
+    trips = json.loads(result.stdout)["risk_trips"]
+    rules = {t["rule"] for t in trips}
+    assert {"max_drawdown", "daily_loss_limit", "consecutive_losses"} <= rules
+    for trip in trips:
+        assert trip["value"] >= trip["limit"]
+    home = tmp_path / "home"
+    dd = next(t for t in trips if t["rule"] == "max_drawdown")
+    assert dd["resume"] == "operator"
+    late_buys = ledger_rows(home, "select count(*) n from orders where side='buy' and created_ms > ?", dd["ts_ms"])
+    assert late_buys[0]["n"] == 0  # only an operator resumes entries after a drawdown trip
+    events = {e["kind"] for e in ledger_rows(home, "select kind from events")}
+    assert {"risk.max_drawdown", "risk.daily_loss_limit", "risk.consecutive_losses"} <= events

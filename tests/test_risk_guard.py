@@ -92,3 +92,67 @@ def test_guarded_broker_refuses_before_the_broker_sees_the_order(guard):
     assert broker.open_orders() == [] and broker.free("USDT") == 10_000.0
     order = gate.submit(OrderRequest("BTC/USDT", "buy", "market", 0.002, "ok", 50_000.0), now_ms=T0)
     assert order.status == "open"
+
+
+def full_guard(**overrides):
+    settings = dict(max_order_notional=500, max_position_notional=1000, max_total_notional=1500, max_open_orders=2,
+                    daily_loss_limit_pct=2.0, max_drawdown_pct=8.0, max_consecutive_losses=3, cooldown_minutes=60,
+                    weekly_loss_limit_pct=4.0, max_orders_per_minute=3, max_slippage_bps=50,
+                    max_api_errors_per_minute=5, stale_data_bars=3, min_sentiment=-0.6)
+    settings.update(overrides)
+    return build_guard(RiskSettings(**settings), tf_ms=3_600_000)
+
+
+def test_consecutive_losses_pause_entries_for_the_cooldown_and_trip_again_on_the_next_loss():
+    guard = full_guard()
+    assert guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, losing_streak=2)) == []
+    (trip,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, losing_streak=3))
+    assert trip.rule == "consecutive_losses" and trip.resume == "cooldown" and trip.until_ms == T0 + 3_600_000
+    assert guard.check(buy(100), view()).rule == "trading_state"
+    assert guard.evaluate(RiskView(10_000, 10_000, 10_000, T0 + 1_000, losing_streak=3)) == []  # same streak
+    (resumed,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0 + 3_600_000, losing_streak=3))
+    assert resumed.rule == "consecutive_losses" and guard.state is TradingState.ACTIVE
+    (again,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0 + 3_700_000, losing_streak=4))
+    assert again.rule == "consecutive_losses"
+
+
+def test_stop_out_cooldown_blocks_re_entry_of_that_symbol_only():
+    guard = full_guard()
+    v = RiskView(10_000, 10_000, 10_000, T0 + 30 * 60_000, last_loss_ms={"BTC/USDT": T0})
+    assert guard.check(buy(100, "BTC/USDT"), v).rule == "stop_out_cooldown"
+    assert guard.check(buy(100, "ETH/USDT"), v) is None
+    assert guard.check(sell(100, "BTC/USDT"), v) is None
+    later = RiskView(10_000, 10_000, 10_000, T0 + 61 * 60_000, last_loss_ms={"BTC/USDT": T0})
+    assert guard.check(buy(100, "BTC/USDT"), later) is None
+
+
+def test_weekly_loss_limit_resumes_next_monday():
+    guard = full_guard(daily_loss_limit_pct=50)
+    wednesday = 1_620_777_600_000  # 2021-05-12 00:00 UTC was a Wednesday
+    (trip,) = guard.evaluate(RiskView(9_500, 10_000, 9_900, wednesday, week_start_equity=10_000))
+    assert trip.rule == "weekly_loss_limit" and trip.until_ms == 1_621_209_600_000  # Monday 2021-05-17 00:00
+
+
+def test_order_rate_slippage_api_errors():
+    guard = full_guard()
+    assert guard.check(buy(100), RiskView(10_000, 10_000, 10_000, T0, orders_last_minute=3)).rule == "max_order_rate"
+    assert guard.check(sell(100), RiskView(10_000, 10_000, 10_000, T0, orders_last_minute=9)) is None
+    (slip,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, last_slippage_bps=75.0))
+    assert slip.rule == "slippage_tolerance" and slip.value == 75.0 and slip.limit == 50
+    (burst,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, last_slippage_bps=75.0, api_errors_last_minute=5))
+    assert burst.rule == "api_error_burst" and guard.state is TradingState.HALTED
+    assert guard.check(sell(100), view()).rule == "trading_state"
+
+
+def test_stale_data_and_sentiment_resume_when_their_condition_clears():
+    guard = full_guard()
+    (stale,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, data_age_ms=4 * 3_600_000))
+    assert stale.rule == "stale_data" and stale.resume == "condition" and guard.state is TradingState.HALTED
+    (fresh,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0 + 60_000, data_age_ms=0))
+    assert fresh.rule == "stale_data" and guard.state is TradingState.ACTIVE
+    (bearish,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=-0.7))
+    assert bearish.rule == "extreme_sentiment" and guard.state is TradingState.REDUCING
+    assert guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=-0.65)) == []
+    (calmer,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=-0.2))
+    assert calmer.rule == "extreme_sentiment" and guard.state is TradingState.ACTIVE
+    assert guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=None)) == []

@@ -35,6 +35,17 @@ class RiskView:
         now_ms: time of the decision (bar close time in a replay), UTC ms.
         position_notional: quote notional per symbol at last prices.
         open_orders: active orders across symbols.
+        week_start_equity: equity at the start of the ISO week (Monday 00:00 UTC), quote;
+            0 when unknown.
+        losing_streak: losing round trips in a row (net of fees), across symbols.
+        last_loss_ms: per symbol, when its last losing round trip closed (UTC ms).
+        orders_last_minute: orders submitted in the 60 s before ``now_ms``.
+        api_errors_last_minute: exchange errors the broker saw in the 60 s before ``now_ms``.
+        last_slippage_bps: adverse slippage of the newest fill against the price the order
+            was decided on, basis points (positive = worse), ``None`` before any fill.
+        data_age_ms: how overdue the market data is (0 when fresh), UTC ms.
+        sentiment: overall news sentiment in [-1, 1] from research signals, ``None`` when
+            no signal is available.
     """
 
     equity: float
@@ -43,6 +54,14 @@ class RiskView:
     now_ms: int
     position_notional: dict[str, float] = field(default_factory=dict)
     open_orders: int = 0
+    week_start_equity: float = 0.0
+    losing_streak: int = 0
+    last_loss_ms: dict[str, int] = field(default_factory=dict)
+    orders_last_minute: int = 0
+    api_errors_last_minute: int = 0
+    last_slippage_bps: float | None = None
+    data_age_ms: int = 0
+    sentiment: float | None = None
 
     @property
     def total_notional(self) -> float:
@@ -94,4 +113,12 @@ class Rule(Protocol):
 
     def on_mark(self, view: RiskView) -> Trip | None:
         """After equity is marked: trip trading into a stricter state, or ``None``."""
+        ...
+
+
+class ConditionRule(Rule, Protocol):
+    """A rule whose trip (``resume == "condition"``) ends when the condition clears."""
+
+    def cleared(self, view: RiskView) -> bool:
+        """True when trading may resume (e.g. the data is fresh again)."""
         ...

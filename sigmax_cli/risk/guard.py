@@ -77,10 +77,14 @@ class RiskGuard:
         changes in order (resumes first).
         """
         changes: list[Trip | Resumed] = []
+        rules = {rule.name: rule for rule in self.rules}
         for name, trip in list(self.trips.items()):
             if trip.until_ms is not None and view.now_ms >= trip.until_ms:
                 del self.trips[name]
                 changes.append(Resumed(name, f"{trip.resume.replace('_', ' ')} reached"))
+            elif trip.resume == "condition" and name in rules and rules[name].cleared(view):
+                del self.trips[name]
+                changes.append(Resumed(name, "condition cleared"))
         for rule in self.rules:
             if rule.name in self.trips:
                 continue
@@ -144,18 +148,36 @@ class GuardedBroker:
         return self._broker.on_bar(bar)
 
 
-def build_guard(risk_settings) -> RiskGuard:
-    """The default rule set from ``settings.risk`` (a :class:`RiskSettings`)."""
+def build_guard(risk_settings, tf_ms: int = 3_600_000) -> RiskGuard:
+    """The default rule set from ``settings.risk`` (a :class:`RiskSettings`); ``tf_ms`` is
+    the bar length, for the stale-data rule (``stale_data_bars`` bars)."""
+    from sigmax_cli.risk.rules.api_errors import ApiErrorBurst
+    from sigmax_cli.risk.rules.consecutive_losses import ConsecutiveLosses
     from sigmax_cli.risk.rules.daily_loss import DailyLossLimit
     from sigmax_cli.risk.rules.drawdown import MaxDrawdown
     from sigmax_cli.risk.rules.open_orders import MaxOpenOrders
     from sigmax_cli.risk.rules.order_notional import MaxOrderNotional
+    from sigmax_cli.risk.rules.order_rate import MaxOrderRate
     from sigmax_cli.risk.rules.position_notional import MaxPositionNotional
+    from sigmax_cli.risk.rules.sentiment import ExtremeSentiment
+    from sigmax_cli.risk.rules.slippage import SlippageTolerance
+    from sigmax_cli.risk.rules.stale_data import StaleData
+    from sigmax_cli.risk.rules.stop_out_cooldown import StopOutCooldown
+    from sigmax_cli.risk.rules.weekly_loss import WeeklyLossLimit
 
+    r = risk_settings
     return RiskGuard([
-        MaxOrderNotional(risk_settings.max_order_notional),
-        MaxPositionNotional(risk_settings.max_position_notional, risk_settings.max_total_notional),
-        MaxOpenOrders(risk_settings.max_open_orders),
-        DailyLossLimit(risk_settings.daily_loss_limit_pct),
-        MaxDrawdown(risk_settings.max_drawdown_pct),
+        MaxOrderNotional(r.max_order_notional),
+        MaxPositionNotional(r.max_position_notional, r.max_total_notional),
+        MaxOpenOrders(r.max_open_orders),
+        MaxOrderRate(r.max_orders_per_minute),
+        StopOutCooldown(r.cooldown_minutes),
+        DailyLossLimit(r.daily_loss_limit_pct),
+        WeeklyLossLimit(r.weekly_loss_limit_pct),
+        MaxDrawdown(r.max_drawdown_pct),
+        ConsecutiveLosses(r.max_consecutive_losses, r.cooldown_minutes),
+        SlippageTolerance(r.max_slippage_bps, r.cooldown_minutes),
+        ApiErrorBurst(r.max_api_errors_per_minute, r.cooldown_minutes),
+        StaleData(r.stale_data_bars * tf_ms),
+        ExtremeSentiment(r.min_sentiment),
     ])
