@@ -17,7 +17,7 @@ def panic(
     ctx: typer.Context,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the ledger and the report).")] = None,
     flatten: Annotated[bool, typer.Option("--flatten", help="Also sell spot positions to the quote currency.")] = False,
-    status: Annotated[bool, typer.Option("--status", help="Show the kill switch and running bots; change nothing.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Show the kill switch; change nothing.")] = False,
     release: Annotated[bool, typer.Option("--release", help="Release the kill switch (needs --reason).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
@@ -47,7 +47,8 @@ def panic(
         from sigmax_cli.risk.panic import release as do_release
 
         if not reason:
-            raise ConfigError("releasing the kill switch needs a reason", "pass --reason 'what was checked and by whom'")
+            raise ConfigError("releasing the kill switch needs a reason",
+                              "pass --reason 'what was checked and by whom'")
         after = do_release(settings, reason)
         if as_json:
             print_json(after.to_dict())

@@ -51,6 +51,7 @@ from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday
+FLUSH_EVERY_S = 1.0  # seconds between ledger flushes, so monitor/health see a live bot's state
 KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
 DUST_NOTIONAL_FRACTION = 1e-4  # orders worth less than this fraction of initial equity are dust
@@ -133,11 +134,14 @@ class Engine:
             every ``KILLSWITCH_POLL_S`` of wall time in a fast replay.
         sentiment_fn: returns the overall research sentiment in [-1, 1] or ``None``; read
             at every risk evaluation (keep it cheap: a cached value).
+        alerts: an :class:`~sigmax_cli.alerts.dispatcher.AlertDispatcher`: every risk trip,
+            kill-switch change and performance threshold becomes an alert; its delivery
+            history is recorded in the ledger as ``alert.*`` events.
     """
 
     def __init__(self, *, config: EngineConfig, feed: Feed, strategy: Strategy, broker: Broker,
                  guard: RiskGuard, ledger: Ledger, observer: Any = None, killswitch: Any = None,
-                 sentiment_fn: Any = None) -> None:
+                 sentiment_fn: Any = None, alerts: Any = None) -> None:
         from sigmax_cli.ui.observer import NullObserver
 
         self.cfg = config
@@ -149,6 +153,12 @@ class Engine:
         self.observer = observer if observer is not None else NullObserver()
         self.killswitch = killswitch
         self.sentiment_fn = sentiment_fn
+        self.alerts = alerts
+        self._perf = None
+        if alerts is not None:
+            from sigmax_cli.alerts.performance import PerformanceWatch
+
+            self._perf = PerformanceWatch()
         self._ks_checked = float("-inf")
         self.gate = GuardedBroker(broker, guard, self._risk_view)
         self.tf_ms = timeframe_to_ms(feed.timeframe)
@@ -197,7 +207,7 @@ class Engine:
         """
         cfg = self.cfg
         self._started = time.monotonic()
-        last_beat = self._started
+        last_beat = last_flush = self._started
         self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running")
         self.observer.on_start(self.snapshot())
         status = "failed"
@@ -211,6 +221,9 @@ class Engine:
                 self._step(step.ts_ms, step.bars)
                 self.observer.on_step(self.snapshot)
                 now = time.monotonic()
+                if now - last_flush >= FLUSH_EVERY_S:
+                    self._housekeeping()
+                    last_flush = now
                 if now - last_beat >= cfg.heartbeat_s:
                     self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running",
                                           {"bar_ms": step.ts_ms, "equity": self.equity})
@@ -223,6 +236,9 @@ class Engine:
         finally:
             summary = self.summary(status)
             try:
+                if self.alerts is not None:
+                    self.alerts.close()
+                    self._housekeeping()
                 self.ledger.finish_run(cfg.run_id, status, summary.to_dict(), self.first_bar_ms, self.last_bar_ms)
                 self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "stopped", {"status": status})
             finally:
@@ -431,6 +447,34 @@ class Engine:
         row = EventRow(ts, level, kind, message)
         self.recent_events.append(row)
         self.observer.on_event(row)
+        if self.alerts is not None and kind.startswith("risk.") and level in ("warning", "critical") \
+                and not kind.startswith("risk.denied"):
+            from sigmax_cli.alerts.base import Alert
+
+            self.alerts.notify(Alert(kind, "critical" if level == "critical" else "warning",
+                                     f"{self.cfg.run_id}: {message}", "", ts, dict(data or {})))
+        if level == "critical":
+            self.ledger.flush()  # a halt must be visible to monitor and health at once
+
+    def _housekeeping(self) -> None:
+        """Flush the ledger; record alert deliveries; check performance thresholds."""
+        if self.alerts is not None:
+            from sigmax_cli.alerts.dispatcher import record_history
+            from sigmax_cli.alerts.performance import PerformanceStats
+
+            if self._perf is not None and self.last_bar_ms is not None:
+                p = self.portfolio
+                stats = PerformanceStats(
+                    ts_ms=self.last_bar_ms,
+                    day_drawdown_pct=max(0.0, (self.day_start_equity - self.equity) / self.day_start_equity * 100),
+                    week_drawdown_pct=max(0.0, (self.week_start_equity - self.equity) / self.week_start_equity * 100),
+                    total_drawdown_pct=max(0.0, (self.peak - self.equity) / self.peak * 100),
+                    losing_streak=p.losing_streak, trades=p.closed_trades, wins=p.wins,
+                    day=self.day or 0, week=self.week or 0)
+                for alert in self._perf.check(stats):
+                    self.alerts.notify(alert)
+            record_history(self.ledger, self.cfg.run_id, self.alerts.drain_history())
+        self.ledger.flush()
 
     # -- reporting ---------------------------------------------------------------------------
     def summary(self, status: str) -> RunSummary:

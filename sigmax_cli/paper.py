@@ -254,6 +254,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
         )
         for warning in plan.warnings:
             ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)
+        from sigmax_cli.alerts.dispatcher import from_settings as alerts_from_settings
+
         engine = Engine(config=config, feed=plan.feed, strategy=plan.strategy, broker=broker, guard=guard,
-                        ledger=ledger, observer=observer, killswitch=watcher)
+                        ledger=ledger, observer=observer, killswitch=watcher, alerts=alerts_from_settings(s))
         return engine.run(stop)

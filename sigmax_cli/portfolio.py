@@ -43,6 +43,7 @@ class Portfolio:
         self.positions: dict[str, Position] = {}
         self.dust = dust or {}
         self.closed_trades = 0
+        self.wins = 0
         self.losing_streak = 0
         self.last_loss_ms: dict[str, int] = {}  # symbol -> close time of its last losing round trip
 
@@ -75,6 +76,8 @@ class Portfolio:
                 self.losing_streak = self.losing_streak + 1 if pos._trade_pnl < 0 else 0
                 if pos._trade_pnl < 0:
                     self.last_loss_ms[fill.symbol] = fill.ts_ms
+                else:
+                    self.wins += 1
                 pos.opened_ms = None
                 if pos.qty <= 0:
                     pos.qty, pos.avg_price = 0.0, 0.0

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -166,6 +166,127 @@ class BackupSettings(_Section):
     )
 
 
+
+class Thresholds(_Section):
+    """A (warning, critical) pair of one health measurement, in the unit its field name
+    carries (``_ms``, ``_s``, ``_h``, ``_pct``). A value *past* a threshold trips it; a value
+    equal to it does not, as in the monitoring-plugins range syntax (``10`` alerts above 10).
+    Higher is worse; warning must not be past critical.
+    """
+
+    warning: float = Field(ge=0, description="past this: WARNING")
+    critical: float = Field(ge=0, description="past this: CRITICAL")
+
+    @property
+    def lower_is_worse(self) -> bool:
+        return False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        w, c = self.warning, self.critical
+        if (w < c) if self.lower_is_worse else (w > c):
+            side = "below" if self.lower_is_worse else "above"
+            raise ValueError(f"warning {w:g} must not be {side} critical {c:g}: warning must trip first")
+        return self
+
+
+class FloorThresholds(Thresholds):
+    """Thresholds of a measurement where lower is worse (free disk): it trips *below* them."""
+
+    @property
+    def lower_is_worse(self) -> bool:
+        return True
+
+
+def _pair(warning: float, critical: float, floor: bool = False) -> Any:
+    kind = FloorThresholds if floor else Thresholds
+    return Field(default_factory=lambda: kind(warning=warning, critical=critical))
+
+
+class HealthSettings(_Section):
+    """``sigmax health``: time limits and the (warning, critical) threshold of each measurement.
+
+    Units are in the field names: ``_ms`` milliseconds, ``_s`` seconds, ``_h`` hours,
+    ``_pct`` percent (0-100), ``load_per_cpu`` the 1-minute load average divided by the CPU
+    count. Higher is worse except ``disk_free_pct``. ``data_age_s`` is the lateness allowed
+    *beyond one bar* of the bot's timeframe. Where the defaults come from is documented in
+    ``sigmax_cli.health`` (e.g. ``clock_skew_ms``: Binance refuses requests stamped more than
+    1000 ms ahead of its clock).
+    """
+
+    timeout_s: float = Field(5.0, gt=0, le=300, description="seconds each check may take")
+    exchange_timeout_s: float = Field(10.0, gt=0, le=300, description="seconds the exchange checks may take")
+    ledger_latency_ms: Thresholds = _pair(50, 200)
+    redis_latency_ms: Thresholds = _pair(20, 100)
+    exchange_latency_ms: Thresholds = _pair(1000, 3000)
+    clock_skew_ms: Thresholds = _pair(500, 1000)
+    disk_free_pct: FloorThresholds = _pair(20, 10, floor=True)
+    memory_used_pct: Thresholds = _pair(90, 95)
+    load_per_cpu: Thresholds = _pair(2, 4)
+    heartbeat_age_s: Thresholds = _pair(60, 300)
+    data_age_s: Thresholds = _pair(120, 600)
+    research_age_s: Thresholds = _pair(7200, 86400)
+    backup_age_h: Thresholds = _pair(26, 50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_pairs(cls, data: Any) -> Any:
+        """A pair given in part (``SIGMAX_HEALTH__BACKUP_AGE_H__WARNING=30`` alone) keeps the
+        default of its other half."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for name, info in cls.model_fields.items():
+                given = data.get(name)
+                if isinstance(given, dict) and info.default_factory is not None:
+                    default = info.default_factory()
+                    data[name] = {"warning": default.warning, "critical": default.critical, **given}
+        return data
+
+    @model_validator(mode="after")
+    def _percent_range(self) -> HealthSettings:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.endswith("_pct") and max(value.warning, value.critical) > 100:
+                raise ValueError(f"{name} is a percentage: its thresholds must lie between 0 and 100")
+        return self
+
+
+class AlertSettings(_Section):
+    """Alert channels beside ``alert_webhook_url`` (Slack-compatible), and routing."""
+
+    telegram_bot_token: SecretStr | None = Field(None, description="Telegram bot token (secret)")
+    telegram_chat_id: str | None = Field(None, description="chat to write to")
+    telegram_api_url: str = Field("https://api.telegram.org", description="Bot API base URL")
+    smtp_host: str | None = Field(None, description="SMTP server host")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("sigmax@localhost", description="From address")
+    smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list, description="recipients")
+    smtp_starttls: bool = Field(True, description="STARTTLS before login")
+    min_severity: Literal["info", "warning", "error", "critical"] = "warning"
+    debounce_seconds: float = Field(300.0, ge=0, description="seconds a trigger stays quiet after firing")
+
+    @field_validator("smtp_to", mode="before")
+    @classmethod
+    def _to_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+
+class SecuritySettings(_Section):
+    """``sigmax security-scan``: vulnerability service and failure threshold."""
+
+    vulnerability_service: Literal["osv", "pypi"] = Field(
+        "osv", description="where pip-audit looks up advisories: an OSV API or the PyPI JSON API"
+    )
+    osv_url: str = Field("https://api.osv.dev/v1/query", description="OSV-compatible /v1/query URL")
+    timeout_seconds: float = Field(15.0, gt=0, le=300, description="seconds per vulnerability-service request")
+    fail_on: Literal["low", "medium", "high", "critical"] = Field(
+        "high", description="lowest severity that makes the scan exit 1"
+    )
+    baseline: Path | None = Field(None, description="baseline (ignore) TOML file")
+
+
 class Settings(BaseSettings):
     """Everything one sigmax invocation reads. Frozen; build with :func:`load_settings`."""
 
@@ -202,8 +323,11 @@ class Settings(BaseSettings):
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     paper: PaperSettings = Field(default_factory=PaperSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     research: ResearchSettings = Field(default_factory=ResearchSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -219,8 +219,8 @@ def test_panic_flatten_sells_spot_balances(exchange_with_50_orders, tmp_path):
 
 
 def test_panic_with_an_unreachable_exchange_reports_failure_but_keeps_the_switch(cli, tmp_path):
-    env = {"SIGMAX_EXCHANGE_API_URL": "http://127.0.0.1:9", "SIGMAX_API_KEY": "k-123456", "SIGMAX_API_SECRET": "s-123456",
-           "SIGMAX_ENV": "testnet"}
+    env = {"SIGMAX_EXCHANGE_API_URL": "http://127.0.0.1:9", "SIGMAX_API_KEY": "k-123456",
+           "SIGMAX_API_SECRET": "s-123456", "SIGMAX_ENV": "testnet"}
     result = cli("panic", "--reason", "exchange down", "--json", env=env)
     assert result.exit_code == 1
     report = json.loads(result.stdout)

@@ -17,6 +17,7 @@ Redis pub/sub subscription so that a remote engage is seen without polling Redis
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -242,10 +243,8 @@ class KillSwitchWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._pubsub is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection must not mask the exit
                 self._pubsub.close()
-            except Exception:  # noqa: BLE001
-                pass
         if self._thread is not None:
             self._thread.join(timeout=2)
 

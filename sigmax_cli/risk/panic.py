@@ -152,10 +152,33 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
     elif not report.failures:
         report.notes.append("no exchange keys configured (SIGMAX_API_KEY): nothing to cancel on an exchange; "
                             "paper bots cancel their own orders when they halt")
+    _alert(settings, report, "killswitch.engaged", "critical", f"PANIC: kill switch engaged by {by}",
+           f"{reason} (outcome {report.outcome}; {len(report.cancelled)} orders cancelled)")
     report.finished_ms = _now_ms()
     report.step(f"done: {report.outcome}")
     _write_report(settings, report)
     return report
+
+
+def _alert(settings, report: IncidentReport, trigger: str, severity: str, title: str, text: str) -> None:
+    """Deliver one alert inline and record the delivery in the ledger (best effort)."""
+    from sigmax_cli.alerts.base import Alert
+    from sigmax_cli.alerts.dispatcher import from_settings, record_history
+
+    dispatcher = from_settings(settings, background=False)
+    if dispatcher is None:
+        return
+    dispatcher.notify(Alert(trigger, severity, title, text, _now_ms(), {"incident": report.incident_id}))
+    history = dispatcher.drain_history()
+    report.notes.extend(f"alert {h['channel']}: {h['status']}" + (f" ({h['error']})" if h.get("error") else "")
+                        for h in history)
+    try:
+        from sigmax_cli.ledger import Ledger
+
+        with Ledger(settings.ledger_url) as ledger:
+            record_history(ledger, None, history)
+    except SigmaxError:
+        pass  # the ledger being down is already in the report
 
 
 def _ledger_record(settings, report: IncidentReport, kind: str, message: str, level: str = "critical") -> None:
@@ -352,7 +375,8 @@ def incident_markdown(report: IncidentReport) -> str:
     lines += [f"* {s}: {n if n >= 0 else 'unknown'}" for s, n in report.remaining_open_orders.items()] or ["* none"]
     lines += ["", "## Balances", "", "| asset | before | after |", "|---|---|---|"]
     for asset in sorted(set(report.balances_before) | set(report.balances_after)):
-        lines.append(f"| {asset} | {report.balances_before.get(asset, 0):g} | {report.balances_after.get(asset, 0):g} |")
+        before, after = report.balances_before.get(asset, 0), report.balances_after.get(asset, 0)
+        lines.append(f"| {asset} | {before:g} | {after:g} |")
     if report.flattened:
         lines += ["", "## Flattened", ""] + [f"* {f['symbol']}: sold {f['amount']}" for f in report.flattened]
     lines += ["", "## Running bots (expected to halt within one tick)", ""]
@@ -375,6 +399,7 @@ def release(settings, reason: str) -> KillSwitchStatus:
     report = IncidentReport(incident_id="release", reason=reason, by=who(), started_ms=_now_ms())
     _ledger_record(settings, report, "killswitch.released", f"kill switch released by {report.by}: {reason}",
                    level="warning")
+    _alert(settings, report, "killswitch.released", "warning", f"kill switch released by {report.by}", reason)
     if report.degraded:
         status.degraded.extend(report.degraded)
     return status

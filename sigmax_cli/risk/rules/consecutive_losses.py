@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, TradingState
+from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
 
 
 class ConsecutiveLosses:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, TradingState
+from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
 
 
 class SlippageTolerance:
@@ -27,6 +27,7 @@ class SlippageTolerance:
             return None
         self._seen = slip
         if slip > self.max_bps:
-            return Trip(self.name, TradingState.REDUCING, f"fill slippage {slip:.1f} bps > tolerance {self.max_bps:g} bps",
-                        round(slip, 2), self.max_bps, "cooldown", view.now_ms + self.cooldown_ms)
+            reason = f"fill slippage {slip:.1f} bps > tolerance {self.max_bps:g} bps"
+            return Trip(self.name, TradingState.REDUCING, reason, round(slip, 2), self.max_bps, "cooldown",
+                        view.now_ms + self.cooldown_ms)
         return None

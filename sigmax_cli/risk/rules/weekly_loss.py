@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, TradingState
+from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
 
 WEEK_MS = 7 * 86_400_000
 MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-01 was a Thursday: ISO weeks start 4 days later

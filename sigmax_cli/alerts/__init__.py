@@ -1,0 +1,1 @@
+"""Alerts: Slack-compatible webhooks, Telegram and e-mail, debounced, recorded in the ledger."""
