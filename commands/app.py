@@ -123,11 +123,17 @@ def root(
 
 
 def _register() -> None:
-    from commands import config, data, panic, paper, report
+    from commands import config, data, monitor, panic, paper, report
 
-    for module in (config, paper, report, panic):
+    for module in (config, paper, report, panic, monitor):
         app.add_typer(module.app)
     app.add_typer(data.app, name="data")
+    from commands import research  # issue 7
+
+    app.add_typer(research.app)
+    from commands import security  # issue 10
+
+    app.add_typer(security.app)
 
 
 _register()

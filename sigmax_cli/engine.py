@@ -208,7 +208,7 @@ class Engine:
         cfg = self.cfg
         self._started = time.monotonic()
         last_beat = last_flush = self._started
-        self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running")
+        self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running", self._beat_detail())
         self.observer.on_start(self.snapshot())
         status = "failed"
         step_s = (self.tf_ms / 1000.0 / cfg.speed) if cfg.speed > 0 else 0.0
@@ -225,8 +225,7 @@ class Engine:
                     self._housekeeping()
                     last_flush = now
                 if now - last_beat >= cfg.heartbeat_s:
-                    self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running",
-                                          {"bar_ms": step.ts_ms, "equity": self.equity})
+                    self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running", self._beat_detail())
                     last_beat = now
                 if cfg.max_bars is not None and self.bars_done >= cfg.max_bars:
                     break
@@ -240,7 +239,8 @@ class Engine:
                     self.alerts.close()
                     self._housekeeping()
                 self.ledger.finish_run(cfg.run_id, status, summary.to_dict(), self.first_bar_ms, self.last_bar_ms)
-                self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "stopped", {"status": status})
+                self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "stopped",
+                                      {"status": status, **self._beat_detail()})
             finally:
                 self.observer.on_finish(self.snapshot())
         return summary
@@ -455,6 +455,12 @@ class Engine:
                                      f"{self.cfg.run_id}: {message}", "", ts, dict(data or {})))
         if level == "critical":
             self.ledger.flush()  # a halt must be visible to monitor and health at once
+
+    def _beat_detail(self) -> dict[str, Any]:
+        """What a heartbeat carries for `monitor` and `health`: newest bar, equity, state."""
+        return {"bar_ms": self.last_bar_ms, "equity": self.equity, "initial_equity": self.cfg.initial_equity,
+                "state": self.guard.state.value, "state_reason": self.guard.reason,
+                "open_orders": self.broker.open_order_count, "bars": self.bars_done}
 
     def _housekeeping(self) -> None:
         """Flush the ledger; record alert deliveries; check performance thresholds."""

@@ -1,0 +1,115 @@
+"""`sigmax monitor`: the bots that write to this ledger, read-only.
+
+One row per bot in the ledger's ``heartbeats`` table: its heartbeat age, trading state,
+equity and P&L (from the heartbeat's detail, written by the engine every
+``EngineConfig.heartbeat_s`` seconds), open orders (the ledger's ``orders`` table) and its
+newest events. A bot whose heartbeat is older than ``stale_after_s`` while it says
+``running`` is shown as ``stale`` (it may have died without saying so).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from sigmax_cli.ledger import Ledger
+from sigmax_cli.ledger import schema as s
+
+DEFAULT_STALE_AFTER_S = 60.0  # six missed heartbeats at the engine's 10 s interval
+
+
+@dataclass
+class BotRow:
+    """One bot. Money in quote currency; ages in seconds; times UTC ms."""
+
+    bot_id: str
+    run_id: str | None
+    mode: str
+    host: str
+    pid: int
+    status: str                  # running | stopped | stale
+    heartbeat_age_s: float
+    trading_state: str | None
+    state_reason: str | None
+    equity: float | None
+    pnl: float | None
+    pnl_pct: float | None
+    bar_ms: int | None
+    open_orders: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+            events_per_bot: int = 5) -> list[BotRow]:
+    """Every bot of ``ledger``, running ones first, newest heartbeat first."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    rows: list[BotRow] = []
+    with ledger.engine.connect() as conn:
+        beats = conn.execute(select(s.heartbeats).order_by(s.heartbeats.c.ts_ms.desc())).mappings().all()
+        for beat in beats:
+            detail = json.loads(beat["detail_json"]) if beat["detail_json"] else {}
+            age_s = max(0.0, (now_ms - beat["ts_ms"]) / 1000)
+            status = beat["status"]
+            if status == "running" and age_s > stale_after_s:
+                status = "stale"
+            open_orders = 0
+            events: list[dict[str, Any]] = []
+            if beat["run_id"]:
+                open_orders = conn.execute(select(func.count()).select_from(s.orders).where(
+                    s.orders.c.run_id == beat["run_id"],
+                    s.orders.c.status.in_(("new", "open", "partially_filled")))).scalar_one()
+                events = [dict(e) for e in conn.execute(
+                    select(s.events.c.ts_ms, s.events.c.level, s.events.c.kind, s.events.c.message)
+                    .where(s.events.c.run_id == beat["run_id"]).order_by(s.events.c.id.desc())
+                    .limit(events_per_bot)).mappings()]
+            equity, initial = detail.get("equity"), detail.get("initial_equity")
+            pnl = equity - initial if equity is not None and initial else None
+            rows.append(BotRow(
+                bot_id=beat["bot_id"], run_id=beat["run_id"], mode=beat["mode"], host=beat["host"], pid=beat["pid"],
+                status=status, heartbeat_age_s=round(age_s, 1), trading_state=detail.get("state"),
+                state_reason=detail.get("state_reason"), equity=equity, pnl=pnl,
+                pnl_pct=pnl / initial * 100 if pnl is not None else None, bar_ms=detail.get("bar_ms"),
+                open_orders=int(open_orders), events=events))
+    order = {"running": 0, "stale": 1, "stopped": 2}
+    rows.sort(key=lambda r: (order.get(r.status, 3), r.heartbeat_age_s))
+    return rows
+
+
+def to_dict(rows: list[BotRow]) -> dict[str, Any]:
+    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n}``."""
+    return {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
+            "stale": sum(r.status == "stale" for r in rows)}
+
+
+def render(rows: list[BotRow]):
+    """A rich renderable: one table of bots and the newest events of the running ones."""
+    from datetime import UTC, datetime
+
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title="sigmax bots (read-only)", expand=True)
+    for col in ("bot", "mode", "status", "heartbeat", "state", "equity", "P&L", "open orders", "bar (UTC)"):
+        table.add_column(col, justify="right" if col in ("heartbeat", "equity", "P&L", "open orders") else "left")
+    colours = {"running": "green", "stale": "bold red", "stopped": "dim"}
+    states = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}
+    for r in rows:
+        pnl = f"{r.pnl:+,.2f} ({r.pnl_pct:+.2f}%)" if r.pnl is not None else "-"
+        bar = datetime.fromtimestamp(r.bar_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if r.bar_ms else "-"
+        state = f"[{states.get(r.trading_state or '', 'white')}]{r.trading_state or '-'}[/]"
+        table.add_row(r.bot_id, r.mode, f"[{colours.get(r.status, 'white')}]{r.status}[/]", f"{r.heartbeat_age_s:.0f} s",
+                      state, f"{r.equity:,.2f}" if r.equity is not None else "-", pnl, str(r.open_orders), bar)
+    events = Table(title="newest events", expand=True, show_header=True)
+    for col in ("bot", "level", "kind", "message"):
+        events.add_column(col)
+    for r in rows:
+        if r.status != "stopped":
+            for e in r.events:
+                events.add_row(r.bot_id, e["level"], e["kind"], e["message"])
+    if not rows:
+        table.caption = "no bot has written to this ledger yet"
+    return Group(table, events) if events.row_count else table
