@@ -101,8 +101,10 @@ def render(rows: list[BotRow]):
         pnl = f"{r.pnl:+,.2f} ({r.pnl_pct:+.2f}%)" if r.pnl is not None else "-"
         bar = datetime.fromtimestamp(r.bar_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if r.bar_ms else "-"
         state = f"[{states.get(r.trading_state or '', 'white')}]{r.trading_state or '-'}[/]"
-        table.add_row(r.bot_id, r.mode, f"[{colours.get(r.status, 'white')}]{r.status}[/]", f"{r.heartbeat_age_s:.0f} s",
-                      state, f"{r.equity:,.2f}" if r.equity is not None else "-", pnl, str(r.open_orders), bar)
+        status = f"[{colours.get(r.status, 'white')}]{r.status}[/]"
+        equity = f"{r.equity:,.2f}" if r.equity is not None else "-"
+        table.add_row(r.bot_id, r.mode, status, f"{r.heartbeat_age_s:.0f} s", state, equity, pnl, str(r.open_orders),
+                      bar)
     events = Table(title="newest events", expand=True, show_header=True)
     for col in ("bot", "level", "kind", "message"):
         events.add_column(col)
