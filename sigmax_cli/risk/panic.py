@@ -33,7 +33,7 @@ from sigmax_cli.errors import SigmaxError
 from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, who
 
 VERIFY_ROUNDS = 6          # fetch/cancel rounds before giving up on a symbol
-ROUND_BACKOFF_S = 0.25     # first wait between rounds; doubles each round (0.25, 0.5, 1, 2, 4 s)
+ROUND_BACKOFF_S = 0.25     # wait before the 3rd round; doubles each round after (0.25, 0.5, 1, 2 s)
 PER_ORDER_WORKERS = 8      # parallel per-order cancels when the exchange has no cancel-all
 
 
@@ -253,11 +253,12 @@ def _clear_symbol(report: IncidentReport, exchange: Any, symbol: str, retry: Any
                   sleep) -> None:
     seen: set[str] = set()
     for round_no in range(VERIFY_ROUNDS):
+        if round_no >= 2:  # the first cancel is verified at once; later rounds back off
+            sleep(ROUND_BACKOFF_S * 2 ** (round_no - 2))
         try:
             open_orders = retry.call(exchange, "fetch_open_orders", symbol)
         except SigmaxError as exc:
             report.step(f"{symbol}: fetching open orders failed ({exc.cause})")
-            sleep(ROUND_BACKOFF_S * 2**round_no)
             continue
         if not open_orders:
             report.remaining_open_orders[symbol] = 0
@@ -279,7 +280,6 @@ def _clear_symbol(report: IncidentReport, exchange: Any, symbol: str, retry: Any
                 report.step(f"{symbol}: {len(open_orders)} cancels sent")
         except SigmaxError as exc:
             report.step(f"{symbol}: cancel failed ({exc.cause}); verifying again")
-        sleep(ROUND_BACKOFF_S * 2**round_no)
     try:
         left = retry.call(exchange, "fetch_open_orders", symbol)
     except SigmaxError as exc:
