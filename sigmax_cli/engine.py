@@ -51,6 +51,7 @@ from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday
+WATCHDOG_S = 5.0  # seconds between the exchange watchdog's looks at the live feed
 FLUSH_EVERY_S = 1.0  # seconds between ledger flushes, so monitor/health see a live bot's state
 KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
@@ -212,6 +213,7 @@ class Engine:
         self.observer.on_start(self.snapshot())
         status = "failed"
         step_s = (self.tf_ms / 1000.0 / cfg.speed) if cfg.speed > 0 else 0.0
+        watchdog = self._start_watchdog(stop)
         try:
             for step in self.feed.steps(stop):
                 t_step = time.monotonic()
@@ -234,6 +236,8 @@ class Engine:
             status = "interrupted" if stop.is_set() else "completed"
         finally:
             summary = self.summary(status)
+            if watchdog is not None:
+                watchdog.set()
             try:
                 if self.alerts is not None:
                     self.alerts.close()
@@ -455,6 +459,35 @@ class Engine:
                                      f"{self.cfg.run_id}: {message}", "", ts, dict(data or {})))
         if level == "critical":
             self.ledger.flush()  # a halt must be visible to monitor and health at once
+
+    def _start_watchdog(self, stop: threading.Event) -> threading.Event | None:
+        """With alerts and a live feed, a thread that alerts when the exchange becomes
+        unreachable and when it is back: while the feed waits for the exchange, no step
+        (and so no housekeeping) runs. Returns the event that stops the thread."""
+        if self.alerts is None or not hasattr(self.feed, "unreachable_since_ms"):
+            return None
+        done = threading.Event()
+
+        def watch() -> None:
+            from sigmax_cli.alerts.base import Alert
+
+            down = False
+            while not done.wait(WATCHDOG_S) and not stop.is_set():
+                unreachable = getattr(self.feed, "unreachable_since_ms", None) is not None
+                now = int(time.time() * 1000)
+                if unreachable and not down:
+                    down = True
+                    error = getattr(self.feed, "last_error", None)
+                    self.alerts.notify(Alert("exchange.disconnected", "error",
+                                             f"{self.cfg.run_id}: exchange unreachable",
+                                             error.cause if error is not None else "", now))
+                elif not unreachable and down:
+                    down = False
+                    self.alerts.notify(Alert("exchange.reconnected", "warning",
+                                             f"{self.cfg.run_id}: exchange reachable again", "", now))
+
+        threading.Thread(target=watch, name="sigmax-exchange-watchdog", daemon=True).start()
+        return done
 
     def _beat_detail(self) -> dict[str, Any]:
         """What a heartbeat carries for `monitor` and `health`: newest bar, equity, state."""

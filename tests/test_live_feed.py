@@ -294,3 +294,54 @@ def test_unreachable_exchange_says_what_to_do():
 def test_unknown_symbol_is_a_config_error(world):
     with pytest.raises(ConfigError, match="binance has no market DOT/USDT"):
         next(make_feed(world, ["DOT/USDT"]).steps(threading.Event()))
+
+
+def test_unreachable_since_is_set_on_failure_and_cleared_when_every_symbol_is_back(world):
+    feed = make_feed(world)
+    steps = feed.steps(threading.Event())
+    next(steps)
+    assert feed.unreachable_since_ms is None
+    world.emu.fail(KLINES, status=503, times=4, body="")  # two polls of two attempts fail
+    next(steps)
+    assert feed.unreachable_since_ms is None  # recovered within the same pull
+    assert isinstance(feed.last_error, TemporaryError)  # ...and the last error is kept for the record
+
+
+def test_the_engine_watchdog_alerts_exchange_disconnect_and_reconnect(world, tmp_path, monkeypatch):
+    """The feed's connectivity flag is set by hand here (a real outage only lasts while the
+    generator polls); the watchdog thread, the dispatcher and the HTTP sink are real."""
+    import time as _time
+
+    import sigmax_cli.engine as engine_module
+    from sigmax_cli.alerts.dispatcher import AlertDispatcher
+    from sigmax_cli.alerts.webhook import WebhookChannel
+    from sigmax_cli.brokers.paper import PaperBroker
+    from sigmax_cli.engine import Engine, EngineConfig
+    from sigmax_cli.ledger import Ledger
+    from sigmax_cli.risk.guard import build_guard
+    from sigmax_cli.settings import RiskSettings
+    from sigmax_cli.strategies.rules import RuleStrategy
+    from tests.support.alert_sinks import HttpSink
+
+    monkeypatch.setattr(engine_module, "WATCHDOG_S", 0.02)
+    feed = make_feed(world)
+    config = EngineConfig(run_id="wd", mode="paper", profile="p", quote="USDT", initial_equity=1000.0,
+                          position_fraction=0.1, max_order_notional=100, max_position_notional=100, taker_fee=0.001,
+                          slippage_bps=5, daily_loss_limit_pct=2)
+    with HttpSink() as sink, Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        alerts = AlertDispatcher([WebhookChannel(sink.url)], background=False)
+        engine = Engine(config=config, feed=feed, strategy=RuleStrategy(), broker=PaperBroker({"USDT": 1000.0}),
+                        guard=build_guard(RiskSettings()), ledger=ledger, alerts=alerts)
+        stop = threading.Event()
+        done = engine._start_watchdog(stop)
+        feed.unreachable_since_ms = 1
+        deadline = _time.time() + 5
+        while len(sink.received) < 1 and _time.time() < deadline:
+            _time.sleep(0.01)
+        feed.unreachable_since_ms = None
+        while len(sink.received) < 2 and _time.time() < deadline:
+            _time.sleep(0.01)
+        done.set()
+    texts = [body["text"] for _, body in sink.received]
+    assert texts[0].startswith("[ERROR] wd: exchange unreachable")
+    assert texts[1].startswith("[WARNING] wd: exchange reachable again")

@@ -176,6 +176,8 @@ class LiveFeed:
         self.late_bars = 0
         self.staleness: Staleness | None = None
         self.last_error: TemporaryError | None = None
+        # set at the first failed poll, cleared once every symbol is in sync again (UTC ms)
+        self.unreachable_since_ms: int | None = None
 
     # ------------------------------------------------------------------ Feed
     @property
@@ -327,10 +329,14 @@ class LiveFeed:
                 )
             except TemporaryError as err:
                 self.last_error = err
+                if self.unreachable_since_ms is None:
+                    self.unreachable_since_ms = now
                 log.warning("live feed %s: %s; trying again at the next poll", sym, err.cause)
                 continue
             self._append(sym, rows, emit=True)
             self._synced[sym] = due
+        if all(self._synced.get(sym, -1) >= due for sym in self.symbols):
+            self.unreachable_since_ms = None  # every symbol is in sync again
 
     def _append(self, sym: str, rows: np.ndarray, *, emit: bool) -> None:
         """Add closed bars (oldest first) to ``sym``'s window; when ``emit``, queue a Bar each."""
