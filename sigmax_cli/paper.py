@@ -107,6 +107,7 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
         raise ConfigError("--speed must be 0 (as fast as possible) or more", "pass e.g. --speed 0 or --speed 60")
     if options.max_bars is not None and options.max_bars <= 0:
         raise ConfigError("--max-bars must be positive", "pass e.g. --max-bars 1000")
+    refuse_if_killswitch_engaged(settings)
     strategy = load_strategy(options.strategy, settings)
     warnings: list[str] = []
     markets: dict[str, MarketRules] = {}
@@ -124,7 +125,6 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
     if len(quotes) != 1:
         raise ConfigError(f"the symbols mix quote currencies ({', '.join(sorted(quotes))})",
                           "paper-trade one quote currency per run")
-    refuse_if_killswitch_engaged(settings)
     for sym in feed.symbols:
         if sym not in markets:
             warnings.append(f"no market metadata for {sym}: amount step 1e-8 and no minimum notional assumed "
@@ -167,7 +167,6 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
                             "pass the matching --symbols or another file")
         if len(c) == 0:
             raise DataError(f"{file} holds no candles", "download data with `sigmax data download`")
-        lo = 0
         if start_ms is not None:
             import numpy as np
 
