@@ -216,6 +216,40 @@ def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: in
     return feed, markets
 
 
+class SentimentFeed:
+    """The newest overall research sentiment from the Redis signal stream, cached.
+
+    Reads ``latest_signal(...).value("score")`` at most every ``refresh_s`` seconds of wall
+    time (the risk guard asks at every bar); signals older than ``max_age_ms`` count as none.
+    Redis trouble also counts as none: the sentiment rule then does nothing, it never halts.
+    """
+
+    def __init__(self, redis_url: str, stream: str, refresh_s: float = 60.0,
+                 max_age_ms: int = 6 * 3_600_000) -> None:
+        self.redis_url, self.stream = redis_url, stream
+        self.refresh_s, self.max_age_ms = refresh_s, max_age_ms
+        self._value: float | None = None
+        self._checked = float("-inf")
+
+    def __call__(self) -> float | None:
+        import time as _time
+
+        now = _time.monotonic()
+        if now - self._checked < self.refresh_s:
+            return self._value
+        self._checked = now
+        try:
+            from sigmax_cli.research.signals import connect, latest_signal
+
+            signal = latest_signal(connect(self.redis_url, timeout_s=2.0), self.stream)
+        except Exception:  # noqa: BLE001 - StreamUnavailable, redis errors: no sentiment, no halt
+            self._value = None
+            return None
+        fresh = signal is not None and _time.time() * 1000 - signal.ms <= self.max_age_ms
+        self._value = signal.value("score") if fresh else None
+        return self._value
+
+
 def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> RunSummary:
     """Open the ledger, record the run and drive the engine until done or ``stop``.
 
@@ -255,6 +289,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
             ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)
         from sigmax_cli.alerts.dispatcher import from_settings as alerts_from_settings
 
+        sentiment = SentimentFeed(s.redis_url.get_secret_value(), s.research.stream) if s.redis_url else None
         engine = Engine(config=config, feed=plan.feed, strategy=plan.strategy, broker=broker, guard=guard,
-                        ledger=ledger, observer=observer, killswitch=watcher, alerts=alerts_from_settings(s))
+                        ledger=ledger, observer=observer, killswitch=watcher, alerts=alerts_from_settings(s),
+                        sentiment_fn=sentiment)
         return engine.run(stop)

@@ -234,3 +234,22 @@ def test_may_2021_crash_trips_drawdown_daily_loss_and_consecutive_losses(cli, tm
     assert late_buys[0]["n"] == 0  # only an operator resumes entries after a drawdown trip
     events = {e["kind"] for e in ledger_rows(home, "select kind from events")}
     assert {"risk.max_drawdown", "risk.daily_loss_limit", "risk.consecutive_losses"} <= events
+
+
+def test_extreme_negative_research_sentiment_stops_entries(cli, tmp_path, redis_prefix):
+    """A bearish overall signal on the research stream (real Redis) trips the sentiment rule:
+    the run goes REDUCING at its first bar and places no entry."""
+    from sigmax_cli.research.signals import connect, publish
+    from tests.conftest import REDIS_URL
+
+    stream = f"{redis_prefix}signals"
+    publish(connect(REDIS_URL), stream, [{"kind": "sentiment", "coin": "*", "ts_ms": "0", "score": "-0.900000",
+                                          "mean": "-0.8", "count": "12", "fear_greed": "10",
+                                          "fear_greed_class": "Extreme Fear"}], 100)
+    env = {"SIGMAX_REDIS_URL": REDIS_URL, "SIGMAX_REDIS_PREFIX": redis_prefix, "SIGMAX_RESEARCH__STREAM": stream}
+    result = cli("paper", "--data", FREQTRADE_1H / "BTC_USDT-1h.json", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    (trip,) = [t for t in summary["risk_trips"] if t["rule"] == "extreme_sentiment"]
+    assert trip["value"] == -0.9 and trip["limit"] == -0.5
+    assert summary["orders"] == 0 and summary["trading_state"] == "REDUCING"
