@@ -112,8 +112,9 @@ def test_unreachable_postgresql_is_one_sentence_without_the_password():
     assert "cannot open the ledger at postgresql://sigmax:***@127.0.0.1:1/ledger" in info.value.sentence()
 
 
-def test_sqlite_ledger_uses_wal(tmp_path):
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+def test_sqlite_ledger_uses_wal_in_a_private_state_directory(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state' / 'l.db'}"
     with Ledger(url) as ledger, ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert create_engine(url)  # the file is a plain SQLite database
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700

@@ -65,7 +65,7 @@ def make_engine(url: str) -> Engine:
         )
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(parsed.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private state
         engine = create_engine(parsed, connect_args={"timeout": 5})
 
         @event.listens_for(engine, "connect")

@@ -191,7 +191,7 @@ class KillSwitch:
 
     def _write_file(self, record: dict[str, Any]) -> None:
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".killswitch.", dir=self.home)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(record, fh)

@@ -342,7 +342,7 @@ def _write_report(settings, report: IncidentReport) -> None:
     folder = Path(settings.home) / "incidents"
     stem = f"{report.incident_id}-panic"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for suffix, text in ((".json", json.dumps(report.to_dict(), indent=2, default=str)),
                              (".md", incident_markdown(report))):
             path = folder / f"{stem}{suffix}"
