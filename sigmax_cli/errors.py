@@ -21,6 +21,15 @@ Grouping follows what the operator must do (after freqtrade's exception groups):
     │       └── InsufficientFunds
     ├── RiskBlocked          the RiskGuard denied an order                  exit 1
     └── Interrupted          Ctrl-C / SIGTERM; state was saved             exit 130
+
+Backups and restores (``sigmax backup`` / ``sigmax restore``) have their own codes, so a
+cron job can tell them apart (numbered after restic's 10 "no repository" and 11 "lock")::
+
+    ArchiveNotFound      (NotFoundError) the archive named does not exist      exit 10
+    LockHeld             another backup or restore holds the lock          exit 11
+    ChecksumMismatch     (DataError) a checksum, size, member or manifest fails exit 12
+    TargetBusy           a bot runs or the kill switch is not engaged      exit 13
+    IncompatibleArchive  made by a newer sigmax (format or ledger schema)  exit 69
 """
 
 from __future__ import annotations
@@ -120,3 +129,34 @@ class Interrupted(SigmaxError):
     """The run was stopped by Ctrl-C or SIGTERM after saving its state."""
 
     exit_code = 130
+
+
+class ArchiveNotFound(NotFoundError):
+    """The backup archive named (or ``--latest``) does not exist."""
+
+    exit_code = 10
+
+
+class LockHeld(SigmaxError):
+    """Another ``sigmax backup`` or ``sigmax restore`` holds the lock in ``SIGMAX_HOME``."""
+
+    exit_code = 11
+
+
+class ChecksumMismatch(DataError):
+    """A backup archive failed an integrity check: a member's sha256 or size, the manifest's
+    own checksum, a missing or extra member, a truncated or damaged tar."""
+
+    exit_code = 12
+
+
+class TargetBusy(SigmaxError):
+    """A restore was refused: a bot's heartbeat is fresh or the kill switch is not engaged."""
+
+    exit_code = 13
+
+
+class IncompatibleArchive(SigmaxError):
+    """A backup archive was made by a newer sigmax (archive format or ledger schema)."""
+
+    exit_code = 69  # EX_UNAVAILABLE, as for a ledger newer than this sigmax

@@ -1,0 +1,547 @@
+"""What a backup holds: one small class per member kind, behind one interface.
+
+=========  ==============================================  =====================================
+kind       source                                          restored as
+=========  ==============================================  =====================================
+ledger     SQLite via sqlite3's online backup API          file swapped atomically (os.replace)
+           PostgreSQL via ``pg_dump -Fc`` (:mod:`.postgres`) ``pg_restore --clean --if-exists
+                                                           --single-transaction``
+redis      keys under ``redis_prefix``: DUMP + expiry      RESTORE … REPLACE with their expiry
+           (:mod:`.redis_keys`)
+models     files of ``<home>/models``                      each file written atomically
+config     ``<home>/profiles/*.toml``, the active profile,  profiles of ``<home>/profiles``; the
+           the non-secret settings                         rest is kept for reference only
+=========  ==============================================  =====================================
+
+Secrets never enter an archive: settings are stored without any secret field (see
+:func:`public_settings`), files named like env files (``.env*``, ``*.env``) are skipped,
+and a profile that holds a secret stops the backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tomllib
+import typing
+from abc import ABC, abstractmethod
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from sigmax_cli.backup.archive import ArchiveWriter, fsync_dir
+from sigmax_cli.errors import ChecksumMismatch, ConfigError, IncompatibleArchive, LedgerError
+
+KINDS = ("ledger", "redis", "models", "config")
+
+Files = list[tuple[dict[str, Any], Path]]
+"""Extracted members of one kind: ``(manifest entry, path of the decompressed content)``."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A member kind that had nothing to back up, and why (not an error)."""
+
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One item a restore would change. ``action``: add, replace, delete, same, keep, expired, reference."""
+
+    item: str
+    action: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass
+class MemberPlan:
+    """What restoring one member kind would do to ``target`` (a path or a redacted URL)."""
+
+    kind: str
+    target: str
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        """Number of items per action."""
+        out: dict[str, int] = {}
+        for change in self.changes:
+            out[change.action] = out.get(change.action, 0) + 1
+        return out
+
+    def to_dict(self, limit: int = 1000) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "summary": self.summary(),
+                "changes": [asdict(c) for c in self.changes[:limit]],
+                "changes_truncated": max(0, len(self.changes) - limit), "notes": self.notes}
+
+
+class Member(ABC):
+    """One kind of archive member.
+
+    Args:
+        settings: the invocation's :class:`~sigmax_cli.settings.Settings`.
+    """
+
+    kind: ClassVar[str]
+    backend: ClassVar[str | None] = None
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def dump(self, writer: ArchiveWriter) -> Skipped | None:
+        """Add this member's files to ``writer``; :class:`Skipped` when there is nothing to save."""
+
+    @abstractmethod
+    def check(self, files: Files, *, deep: bool = False) -> dict[str, Any]:
+        """Check extracted content beyond its checksum (``integrity_check``, ``pg_restore --list``,
+        key counts); ``deep`` also restores into a scratch target. Returns details for the report.
+
+        Raises:
+            ChecksumMismatch: the content disagrees with the manifest.
+            IncompatibleArchive: this sigmax or its tools cannot read it.
+        """
+
+    @abstractmethod
+    def plan(self, files: Files) -> MemberPlan:
+        """Compare the archived content with the current state (reads only)."""
+
+    @abstractmethod
+    def apply(self, files: Files, plan: MemberPlan) -> dict[str, Any]:
+        """Restore the archived content over the current state. Returns counts of what was done."""
+
+
+def member_for(kind: str, settings: Any, backend: str | None = None) -> Member:
+    """The member class for ``kind``; for ``ledger``, by ``backend`` or else the settings' ledger URL.
+
+    Raises:
+        ConfigError: unknown kind or backend.
+    """
+    if kind == "ledger":
+        from sigmax_cli.ledger.store import sqlite_path
+
+        backend = backend or ("sqlite" if sqlite_path(settings.ledger_url) else "postgresql")
+        if backend == "sqlite":
+            return SqliteLedger(settings)
+        if backend == "postgresql":
+            from sigmax_cli.backup.postgres import PostgresLedger
+
+            return PostgresLedger(settings)
+        raise ChecksumMismatch(f"the archive names an unknown ledger backend {backend!r}",
+                               "restore it with the sigmax version that wrote it")
+    if kind == "redis":
+        from sigmax_cli.backup.redis_keys import RedisKeys
+
+        return RedisKeys(settings)
+    if kind == "models":
+        return ModelFiles(settings)
+    if kind == "config":
+        return ConfigFiles(settings)
+    raise ConfigError(f"unknown backup member {kind!r}", f"use any of {', '.join(KINDS)}")
+
+
+def parse_kinds(text: str | None, option: str) -> list[str] | None:
+    """``"ledger,redis"`` -> ``["ledger", "redis"]`` (None when ``text`` is None).
+
+    Raises:
+        ConfigError: an unknown or empty list.
+    """
+    if text is None:
+        return None
+    kinds = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not kinds:
+        raise ConfigError(f"{option} is empty", f"give one or more of {', '.join(KINDS)}")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown member {kind!r} in {option}", f"use any of {', '.join(KINDS)}")
+    return list(dict.fromkeys(kinds))
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def secretish(name: str) -> bool:
+    """True for file names that look like env files (``.env``, ``.env.testnet``, ``live.env``)."""
+    lower = name.lower()
+    return lower.startswith(".env") or lower.endswith(".env")
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """A relative POSIX path with no ``..``; anything else means a crafted or damaged manifest.
+
+    Raises:
+        ChecksumMismatch: absolute path, ``..``, or empty.
+    """
+    rel = PurePosixPath(path)
+    if not path or rel.is_absolute() or ".." in rel.parts or "\\" in path or rel.parts[0] in ("", "."):
+        raise ChecksumMismatch(f"the archive names an unsafe path {path!r}", "do not restore from it")
+    return rel
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def install_file(src: Path, dest: Path, mtime_ms: int | None = None) -> None:
+    """Copy ``src`` over ``dest`` atomically: temporary file beside ``dest``, fsync, rename, fsync dir."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.restore-{os.getpid()}"
+    try:
+        shutil.copyfile(src, tmp)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        if mtime_ms is not None:
+            os.utime(tmp, ns=(mtime_ms * 1_000_000, mtime_ms * 1_000_000))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(dest.parent)
+
+
+def public_settings(settings: Any) -> dict[str, Any]:
+    """The settings without any secret: ``redacted_dict`` minus every ``SecretStr`` field
+    (top level and in sections), plus ``secrets_omitted`` naming the fields left out.
+
+    Raises:
+        ConfigError: a secret value still shows up in the result (never written).
+    """
+    from pydantic import BaseModel
+
+    from sigmax_cli.settings import redacted_dict, secret_values
+
+    data = redacted_dict(settings)
+    omitted: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if is_secret(type(settings), name):
+            data.pop(name, None)
+            omitted.append(name)
+        elif isinstance(value, BaseModel) and isinstance(data.get(name), dict):
+            for sub in type(value).model_fields:
+                if is_secret(type(value), sub):
+                    data[name].pop(sub, None)
+                    omitted.append(f"{name}.{sub}")
+    data["secrets_omitted"] = omitted
+    text = json.dumps(data, default=str)
+    if any(secret in text for secret in secret_values(settings)):
+        raise ConfigError("a secret would end up in the backup's settings", "report this as a bug")
+    return json.loads(text)
+
+
+def is_secret(model: type, name: str) -> bool:
+    """True when field ``name`` of the pydantic ``model`` is a ``SecretStr`` (optional or not)."""
+    from pydantic import SecretStr
+
+    annotation = model.model_fields[name].annotation
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def secret_field_names(settings: Any) -> set[str]:
+    """Names of every secret setting, top level and in sections (``api_key``, ``cryptopanic_key``...)."""
+    from pydantic import BaseModel
+
+    names: set[str] = set()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if is_secret(type(settings), name):
+            names.add(name)
+        elif isinstance(value, BaseModel):
+            names.update(sub for sub in type(value).model_fields if is_secret(type(value), sub))
+    return names
+
+
+def _guard_profile(settings: Any, path: Path, raw: bytes) -> None:
+    """Refuse a profile file that holds a secret (a secret setting or a secret's value)."""
+    from sigmax_cli.settings import secret_values
+
+    text = raw.decode("utf-8", "replace")
+    secret_fields = secret_field_names(settings)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        doc = {}
+    found = [k for k in doc if k in secret_fields and doc[k]]
+    found += [f"{s}.{k}" for s, sub in doc.items() if isinstance(sub, dict) for k in sub
+              if k in secret_fields and sub[k]]
+    if found or any(secret in text for secret in secret_values(settings)):
+        what = found[0] if found else "a secret value"
+        raise ConfigError(f"profile {path} holds {what}, and backups never hold secrets",
+                          "move secrets to the env file (chmod 600) and keep profiles secret-free")
+
+
+# -- SQLite ledger ------------------------------------------------------------------------
+
+
+def sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Rows per table (``sqlite_*`` internal tables excluded)."""
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    quoted = {n: '"' + n.replace('"', '""') + '"' for n in names}  # identifiers from sqlite_master, quoted
+    return {n: int(conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]) for n, q in quoted.items()}  # noqa: S608
+
+
+def sqlite_schema(conn: sqlite3.Connection) -> int | None:
+    """The ledger schema version stored in ``schema_version`` (None when there is no such table)."""
+    try:
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return int(row[0]) if row and row[0] is not None else None
+
+
+class SqliteLedger(Member):
+    """The SQLite ledger: copied with the online backup API, swapped back with ``os.replace``."""
+
+    kind = "ledger"
+    backend = "sqlite"
+    NAME = "ledger/ledger.sqlite.zst"
+
+    def _path(self) -> Path:
+        from sigmax_cli.ledger.store import sqlite_path
+
+        path = sqlite_path(self.settings.ledger_url)
+        if path is None:
+            raise ConfigError("the archive holds a SQLite ledger, but this sigmax uses PostgreSQL",
+                              "unset SIGMAX_DATABASE_URL to restore into the SQLite ledger of SIGMAX_HOME")
+        return path
+
+    def dump(self, writer: ArchiveWriter) -> Skipped | None:
+        src = self._path()
+        if not src.exists():
+            return Skipped(self.kind, f"there is no ledger at {src} yet")
+        copy = writer.work / "ledger.sqlite"
+        try:
+            with closing(sqlite3.connect(src, timeout=30)) as source, closing(sqlite3.connect(copy)) as dest:
+                source.backup(dest)  # one step (pages=-1): a consistent snapshot, WAL included
+                counts = sqlite_counts(dest)
+                schema = sqlite_schema(dest)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot back up the SQLite ledger {src} ({exc})",
+                              "check the file; `sqlite3 ledger.db 'PRAGMA integrity_check'` tells more") from None
+        writer.add(self.NAME, copy, {
+            "kind": self.kind, "backend": self.backend, "counts": counts,
+            "source": {"sqlite": sqlite3.sqlite_version, "ledger_schema": schema, "path": str(src)},
+        })
+        return None
+
+    def check(self, files: Files, *, deep: bool = False) -> dict[str, Any]:
+        from sigmax_cli.ledger.migrations import SCHEMA_VERSION
+
+        ((entry, path),) = files
+        try:
+            with closing(sqlite3.connect(path)) as conn:
+                result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+                counts = sqlite_counts(conn)
+                schema = sqlite_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            raise ChecksumMismatch(f"the archived SQLite ledger cannot be read ({exc})",
+                                   "use another backup") from None
+        if result != ["ok"]:
+            raise ChecksumMismatch(f"the archived SQLite ledger fails integrity_check ({result[0]})",
+                                   "use another backup")
+        if counts != entry.get("counts"):
+            raise ChecksumMismatch("the archived SQLite ledger's row counts differ from its manifest",
+                                   "use another backup")
+        if schema is not None and schema > SCHEMA_VERSION:
+            raise IncompatibleArchive(f"the archived ledger has schema version {schema}, newer than this "
+                                      f"sigmax ({SCHEMA_VERSION})", "upgrade sigmax to restore it")
+        detail: dict[str, Any] = {"integrity_check": "ok", "rows": sum(counts.values()), "tables": len(counts)}
+        if deep:
+            detail["restore_test"] = self._restore_test(path, counts)
+        return detail
+
+    def _restore_test(self, path: Path, counts: dict[str, int]) -> str:
+        """Open a copy with this sigmax's Ledger (runs migrations) and recount every table."""
+        from sigmax_cli.ledger import Ledger
+
+        scratch = path.with_name(path.name + ".restore-test")
+        shutil.copyfile(path, scratch)
+        try:
+            with Ledger(f"sqlite:///{scratch}", create=False):
+                pass
+            with closing(sqlite3.connect(scratch)) as conn:
+                after = sqlite_counts(conn)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+        changed = [t for t, n in counts.items() if after.get(t) != n]
+        if changed:
+            raise ChecksumMismatch(f"a restore test of the SQLite ledger lost rows of {changed[0]}",
+                                   "use another backup")
+        return "ok"
+
+    def plan(self, files: Files) -> MemberPlan:
+        ((entry, _path),) = files
+        target = self._path()
+        current: dict[str, int] = {}
+        if target.exists():
+            try:
+                with closing(sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+                    current = sqlite_counts(conn)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot read the current ledger {target} ({exc})",
+                                  "check the file, or move it aside and restore again") from None
+        plan = MemberPlan(self.kind, str(target))
+        archived = entry["counts"]
+        for table in sorted(set(current) | set(archived)):
+            before, after = current.get(table), archived.get(table)
+            action = "add" if before is None else "delete" if after is None else "replace"
+            plan.changes.append(Change(table, action, before, after))
+        if not target.exists():
+            plan.notes.append("no ledger there yet: the archived one is put in place")
+        return plan
+
+    def apply(self, files: Files, plan: MemberPlan) -> dict[str, Any]:
+        ((entry, path),) = files
+        target = self._path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.restore-{os.getpid()}"
+        try:
+            shutil.copyfile(path, tmp)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            if target.exists():
+                try:  # fold the WAL into the old file, so no stale -wal can be replayed onto the new one
+                    with closing(sqlite3.connect(target, timeout=10)) as conn:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"the current ledger {target} is busy ({exc})",
+                                      "stop every process that uses it and restore again") from None
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(f"{target}{suffix}").unlink(missing_ok=True)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(target.parent)
+        return {"tables": len(entry["counts"]), "rows": sum(entry["counts"].values())}
+
+
+# -- files: models and config --------------------------------------------------------------
+
+
+class _TreeMember(Member):
+    """Files restored one by one under ``home``; files not in the archive are kept."""
+
+    def _restorable(self, entry: dict[str, Any]) -> bool:
+        return True
+
+    def _target(self, entry: dict[str, Any]) -> Path:
+        return self.settings.home / safe_relative(entry["path"])
+
+    def check(self, files: Files, *, deep: bool = False) -> dict[str, Any]:
+        for entry, path in files:
+            if self._restorable(entry):
+                safe_relative(entry.get("path", ""))
+            if sha256_file(path) != entry.get("raw_sha256"):
+                raise ChecksumMismatch(f"archived file {entry.get('path')} does not match its sha256",
+                                       "use another backup")
+        return {"files": len(files), "bytes": sum(e.get("raw_size", 0) for e, _ in files)}
+
+    def plan(self, files: Files) -> MemberPlan:
+        plan = MemberPlan(self.kind, str(self.settings.home))
+        for entry, _path in files:
+            if not self._restorable(entry):
+                plan.changes.append(Change(entry["path"], "reference"))
+                continue
+            target = self._target(entry)
+            if not target.exists():
+                action = "add"
+            else:
+                action = "same" if sha256_file(target) == entry["raw_sha256"] else "replace"
+            plan.changes.append(Change(entry["path"], action, None, entry.get("raw_size")))
+        return plan
+
+    def apply(self, files: Files, plan: MemberPlan) -> dict[str, Any]:
+        written = 0
+        for entry, path in files:
+            if self._restorable(entry):
+                install_file(path, self._target(entry), entry.get("mtime_ms"))
+                written += 1
+        return {"files": written}
+
+    def _add_tree(self, writer: ArchiveWriter, root: Path, prefix: str, role: str | None = None,
+                  pattern: str = "**/*") -> int:
+        n = 0
+        for path in sorted(root.glob(pattern)):
+            if not path.is_file() or path.is_symlink() or secretish(path.name):
+                continue
+            rel = path.relative_to(self.settings.home).as_posix()
+            if role == "profile":
+                _guard_profile(self.settings, path, path.read_bytes())
+            n += 1
+            entry = {"kind": self.kind, "path": rel, "mtime_ms": int(path.stat().st_mtime * 1000)}
+            if role:
+                entry["role"] = role
+            writer.add(f"{prefix}{n:04d}.zst", path, entry)
+        return n
+
+
+class ModelFiles(_TreeMember):
+    """Trained models: every regular file under ``<home>/models`` (env-like names skipped)."""
+
+    kind = "models"
+
+    def dump(self, writer: ArchiveWriter) -> Skipped | None:
+        root = self.settings.home / "models"
+        if not root.is_dir():
+            return Skipped(self.kind, f"there is no models directory at {root}")
+        if not self._add_tree(writer, root, "models/"):
+            return Skipped(self.kind, f"{root} holds no files")
+        return None
+
+
+class ConfigFiles(_TreeMember):
+    """Profiles of ``<home>/profiles`` (restorable), the active profile and the non-secret
+    settings (kept for reference: settings come from the environment, not from a file)."""
+
+    kind = "config"
+
+    def _restorable(self, entry: dict[str, Any]) -> bool:
+        return entry.get("role") == "profile"
+
+    def dump(self, writer: ArchiveWriter) -> Skipped | None:
+        from sigmax_cli.settings import profile_path
+
+        settings_file = writer.work / "settings.json"
+        settings_file.write_text(json.dumps(public_settings(self.settings), indent=2, sort_keys=True) + "\n")
+        writer.add("config/settings.json.zst", settings_file,
+                   {"kind": self.kind, "role": "settings", "path": "settings.json"})
+        profiles = self.settings.home / "profiles"
+        if profiles.is_dir():
+            self._add_tree(writer, profiles, "config/profile-", "profile", "*.toml")
+        try:
+            active = profile_path(self.settings.profile).resolve()
+        except ConfigError:
+            return None
+        if profiles.resolve() not in active.parents:
+            raw = active.read_bytes()
+            _guard_profile(self.settings, active, raw)
+            copy = writer.work / "active-profile.toml"
+            copy.write_bytes(raw)
+            writer.add("config/active-profile.toml.zst", copy,
+                       {"kind": self.kind, "role": "active-profile", "path": str(active)})
+        return None
+
+    def check(self, files: Files, *, deep: bool = False) -> dict[str, Any]:
+        detail = super().check(files, deep=deep)
+        for entry, path in files:
+            try:
+                if entry.get("role") == "settings":
+                    json.loads(path.read_bytes())
+                else:
+                    tomllib.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ChecksumMismatch(f"archived {entry.get('path')} does not parse ({exc})",
+                                       "use another backup") from None
+        return detail
