@@ -27,7 +27,7 @@ paper: install
 paper-offline: install
 	sigmax paper --data ../shared/data/ohlcv/binance_spot_freqtrade_2020-12_2021-07 --timeframe 1h
 
-test: install-dev
+test: install-rl
 	$(PYTHON) -m pytest -q
 
 lint: install-dev

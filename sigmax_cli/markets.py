@@ -57,7 +57,9 @@ class MarketRules:
 
     def amount_to_precision(self, amount: float) -> float:
         """``amount`` truncated down to a multiple of ``amount_step`` (base units)."""
-        steps = math.floor(amount / self.amount_step + 1e-9)
+        q = amount / self.amount_step
+        # a relative margin: 0.25092716 / 1e-8 is 25092715.999999996 in floats, still 25092716 steps
+        steps = math.floor(q + max(1e-9, q * 1e-12))
         return round(max(steps, 0) * self.amount_step, _decimals(self.amount_step))
 
     def price_to_precision(self, price: float) -> float:

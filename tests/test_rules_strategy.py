@@ -252,12 +252,13 @@ def test_load_strategy_rl_missing_model(tmp_path):
     assert "nope.zip does not exist" in sentence
 
 
-def test_load_strategy_rl_existing_model_is_not_available_yet(tmp_path):
+def test_load_strategy_rl_refuses_a_file_that_is_not_a_model(tmp_path):
+    pytest.importorskip("stable_baselines3")
     model = tmp_path / "model.zip"
     model.write_bytes(b"PK")
     with pytest.raises(ConfigError) as err:
         load_strategy(f"rl:{model}")
-    assert "arrive with the `sigmax train-rl` command" in err.value.sentence()
+    assert "is not a zip archive" in err.value.sentence()
     with pytest.raises(ConfigError, match="model path"):
         load_strategy("rl:")
 

@@ -25,8 +25,9 @@ def load_strategy(spec: str, settings: Settings | StrategySettings | None = None
             ``strategy`` section; defaults when ``None``.
 
     Raises:
-        ConfigError: unknown spec, missing RL model, or an RL model while RL strategies
-            are not available yet.
+        ConfigError: unknown spec, missing RL model, or an RL model that is corrupt, foreign,
+            without metadata, or needs a sentiment file that is missing (see
+            :class:`~sigmax_cli.strategies.rl.RLStrategy`).
     """
     text = spec.strip()
     if text.lower() == "rules":
@@ -45,9 +46,10 @@ def load_strategy(spec: str, settings: Settings | StrategySettings | None = None
                 "does not exist",
                 "train one first or pass --strategy rules",
             )
-        raise ConfigError(
-            f"RL strategies arrive with the `sigmax train-rl` command, which this version "
-            f"does not have yet, so {model} cannot be run",
-            "pass --strategy rules",
-        )
+        from sigmax_cli.rl import require_extra
+
+        require_extra("rl strategies")
+        from sigmax_cli.strategies.rl import RLStrategy  # torch / stable-baselines3 only on this path
+
+        return RLStrategy(model, settings if hasattr(settings, "rl") else None)
     raise ConfigError(f"unknown strategy {spec!r}", "use rules or rl:MODEL.zip")

@@ -1,0 +1,108 @@
+"""Observers of a training run (:class:`sigmax_cli.rl.train.TrainObserver`): a rich progress
+bar for terminals and plain lines for cron and pipes.
+
+Both are context managers; use them around :func:`sigmax_cli.rl.train.train_rl`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class RichTrainProgress:
+    """A rich progress bar: steps done / total, elapsed and remaining time, the latest
+    validation return (percent) and the stage after training.
+
+    Args:
+        console: a :class:`rich.console.Console` (stdout, or stderr under ``--json``).
+    """
+
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
+        )
+        self._task = None
+
+    def __enter__(self) -> RichTrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def on_start(self, total: int, done: int) -> None:
+        self._task = self.progress.add_task("training", total=total, completed=done, status="")
+
+    def on_progress(self, done: int, total: int) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, completed=min(done, total))
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, status=f"validation {validation_return_pct:+.2f}% "
+                                                    f"(best {best_return_pct:+.2f}%)")
+
+    def on_stage(self, text: str) -> None:
+        if self._task is not None:
+            self.progress.update(self._task, description=text)
+
+    def on_finish(self) -> None:
+        self.progress.refresh()
+
+
+class PlainTrainProgress:
+    """One line per ``every_pct`` percent of the steps, per validation pass and per stage.
+
+    Args:
+        file: text stream (stdout when ``None``), flushed after each line.
+        every_pct: progress between lines, percent.
+    """
+
+    def __init__(self, file: TextIO | None = None, every_pct: float = 10.0) -> None:
+        self.file = file if file is not None else sys.stdout
+        self.every_pct = every_pct
+        self._mark = 0
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> PlainTrainProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.file, flush=True)
+
+    def on_start(self, total: int, done: int) -> None:
+        self._t0 = time.monotonic()
+        self._mark = int(100.0 * done / total // self.every_pct) if total else 0
+        self._print(f"training {total:,} steps" + (f", resuming at {done:,}" if done else ""))
+
+    def on_progress(self, done: int, total: int) -> None:
+        mark = int(100.0 * min(done, total) / total // self.every_pct) if total else 0
+        if mark > self._mark:
+            self._mark = mark
+            self._print(f"step {done:,}/{total:,} ({100.0 * done / total:.0f}%) "
+                        f"after {time.monotonic() - self._t0:,.0f} s")
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        self._print(f"step {done:,}: validation return {validation_return_pct:+.2f}% (best {best_return_pct:+.2f}%)")
+
+    def on_stage(self, text: str) -> None:
+        self._print(text)
+
+    def on_finish(self) -> None:
+        return None
