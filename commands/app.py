@@ -34,13 +34,13 @@ class SigmaxGroup(TyperGroup):
         except (Exit, Abort, TyperException):  # Typer's own (usage errors, --help, exit)
             raise
         except SigmaxError as exc:
-            _report(ctx, f"error: {exc.sentence()}")
+            report_error(ctx, f"error: {exc.sentence()}")
             raise Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            _report(ctx, "error: interrupted.")
+            report_error(ctx, "error: interrupted.")
             raise Exit(130) from None
         except Exception as exc:  # the boundary: nothing escapes as a bare traceback
-            _report(
+            report_error(
                 ctx,
                 f"error: unexpected {type(exc).__name__}: {exc}; "
                 "rerun with -v for the traceback and report it.",
@@ -48,7 +48,7 @@ class SigmaxGroup(TyperGroup):
             raise Exit(UNEXPECTED_EXIT) from None
 
 
-def _report(ctx: typer.Context, line: str) -> None:
+def report_error(ctx: typer.Context, line: str) -> None:
     state = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()
     if state.verbosity > 0:
         import traceback
@@ -134,6 +134,19 @@ def _register() -> None:
     from commands import security  # issue 10
 
     app.add_typer(security.app)
+    from commands import backup, restore  # issue 9
+
+    app.add_typer(backup.app, name="backup")
+    app.add_typer(restore.app)
+    from commands import health  # issue 8
+
+    app.add_typer(health.app)
+    from commands import train_rl  # issue 6
+
+    app.add_typer(train_rl.app)
+    from commands import run  # issue 4
+
+    app.add_typer(run.app)
 
 
 _register()

@@ -1,0 +1,192 @@
+"""Read-only access to the ledger for health checks, through the DB-API drivers directly.
+
+Why not :class:`sigmax_cli.ledger.Ledger` (SQLAlchemy): ``sigmax health`` runs from cron
+every few minutes and is benchmarked against a bare ``import typer, rich``; importing
+SQLAlchemy alone costs about 0.3 s here, three times that baseline (measured with
+``python -X importtime``). The health checks need a handful of plain ``SELECT`` statements,
+which the drivers the ledger already uses (``sqlite3`` from the standard library,
+``psycopg`` 3 for PostgreSQL) run directly. Opening never creates or migrates anything:
+a SQLite file is opened in ``mode=rw``, so a missing ledger is reported, not made.
+
+Table and column names are those of :mod:`sigmax_cli.ledger.schema`; the health tests
+write through the real :class:`~sigmax_cli.ledger.Ledger` and read back through here, so a
+schema change that breaks a query fails a test.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from sigmax_cli.errors import ConfigError, LedgerError
+
+LEDGER_SCHEMA_VERSION = 2
+"""The newest ledger schema this sigmax writes (``sigmax_cli.ledger.migrations.SCHEMA_VERSION``,
+which cannot be imported without SQLAlchemy; a test keeps the two equal)."""
+
+
+class Missing(LedgerError):
+    """The SQLite ledger file does not exist."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (SQLAlchemy's form: three slashes and a relative
+    path, four for an absolute one), ``None`` for other backends and ``:memory:``."""
+    if not url.startswith("sqlite:"):
+        return None
+    rest = url.split(":", 1)[1]
+    if not rest.startswith("///"):
+        return None
+    path = unquote(rest[3:].split("?", 1)[0])
+    if not path or path == ":memory:":
+        return None
+    return Path(path).expanduser()
+
+
+def backend(url: str) -> str:
+    """``sqlite`` or ``postgresql``.
+
+    Raises:
+        ConfigError: any other scheme.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ConfigError(f"database URL scheme {scheme!r} is not supported by the ledger",
+                      "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB in SIGMAX_DATABASE_URL")
+
+
+def connect(url: str, timeout_s: float) -> Any:
+    """A DB-API connection to the ledger at ``url``, waiting at most ``timeout_s`` seconds
+    to connect (SQLite: for a lock; PostgreSQL: ``connect_timeout``, and every statement
+    is cancelled after ``timeout_s`` by ``statement_timeout``).
+
+    Raises:
+        ConfigError: unsupported URL scheme.
+        Missing: the SQLite file does not exist.
+        LedgerError: the database refused or could not be reached (the driver's reason).
+    """
+    kind = backend(url)
+    if kind == "sqlite":
+        import sqlite3
+
+        path = sqlite_file(url)
+        if path is None:
+            raise ConfigError("an in-memory SQLite ledger cannot be checked",
+                              "point SIGMAX_DATABASE_URL at a ledger file")
+        if not path.exists():
+            raise Missing(f"no ledger at {path}", "check SIGMAX_HOME (cron has its own environment) "
+                          "or start a bot so that it creates the ledger")
+        try:
+            return sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout_s)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger at {path} ({exc})", "check the file and its permissions") \
+                from None
+    import psycopg
+
+    from sigmax_cli.settings import redact_url
+
+    dsn = "postgresql://" + url.split("://", 1)[1]
+    try:
+        return psycopg.connect(dsn, connect_timeout=max(1, math.ceil(timeout_s)),
+                               options=f"-c statement_timeout={int(timeout_s * 1000)}")
+    except psycopg.Error as exc:
+        raise LedgerError(f"cannot connect to {redact_url(url)} ({_reason(exc)})",
+                          "start PostgreSQL or fix SIGMAX_DATABASE_URL") from None
+
+
+def _reason(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in lines:  # libpq: 'connection to server at "h" (ip), port p failed: <reason>'
+        if "failed:" in line:
+            return line.rsplit("failed:", 1)[1].strip() or line
+    return lines[0] if lines else type(exc).__name__
+
+
+def query(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``?`` placeholders, converted for psycopg) and return every row.
+
+    Raises:
+        LedgerError: the database refused the statement (the driver's reason).
+    """
+    if _is_pg(conn):
+        import psycopg
+
+        sql, errors = sql.replace("?", "%s"), psycopg.Error
+    else:
+        import sqlite3
+
+        errors = sqlite3.Error
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description is not None else []
+        finally:
+            cur.close()
+    except errors as exc:
+        raise LedgerError(f"the ledger refused a query ({_reason(exc)})",
+                          "check the database, its permissions and free space") from None
+
+
+def has_table(conn: Any, name: str) -> bool:
+    """Whether the ledger has table ``name``."""
+    if _is_pg(conn):
+        sql = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+    else:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(query(conn, sql, (name,)))
+
+
+def schema_version(conn: Any) -> int:
+    """The newest migration applied to the ledger; 0 when it has no ``schema_version`` table."""
+    if not has_table(conn, "schema_version"):
+        return 0
+    rows = query(conn, "SELECT max(version) FROM schema_version")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def close(conn: Any) -> None:
+    """Roll back anything open and close, ignoring a connection that is already gone."""
+    try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001, S110 - closing a dead connection is not news
+        pass
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001, S110
+        pass
+
+
+def _is_pg(conn: Any) -> bool:
+    return type(conn).__module__.startswith("psycopg")
+
+
+class Reader:
+    """A ledger connection for one check: ``with Reader(url, timeout_s) as r: r.query(...)``.
+
+    Raises (on enter): as :func:`connect`.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.conn: Any = None
+
+    def __enter__(self) -> Reader:
+        self.conn = connect(self.url, self.timeout_s)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            close(self.conn)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return query(self.conn, sql, params)
+
+    def has_table(self, name: str) -> bool:
+        return has_table(self.conn, name)
