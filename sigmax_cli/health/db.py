@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from sigmax_cli.errors import ConfigError, LedgerError
+from sigmax_cli.ledger.version import SCHEMA_VERSION
 
-LEDGER_SCHEMA_VERSION = 2
+LEDGER_SCHEMA_VERSION = SCHEMA_VERSION  # the version this sigmax writes
 """The newest ledger schema this sigmax writes (``sigmax_cli.ledger.migrations.SCHEMA_VERSION``,
 which cannot be imported without SQLAlchemy; a test keeps the two equal)."""
 

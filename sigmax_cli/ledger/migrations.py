@@ -18,6 +18,7 @@ from sqlalchemy import Connection, inspect, select
 
 from sigmax_cli.errors import LedgerError
 from sigmax_cli.ledger import schema as s
+from sigmax_cli.ledger import version
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "room for research items, HTTP cache validators and backups", _v2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+if SCHEMA_VERSION != version.SCHEMA_VERSION:  # pragma: no cover - a developer forgot one of the two
+    raise RuntimeError("sigmax_cli.ledger.version.SCHEMA_VERSION must equal the newest migration")
 
 
 def current_version(conn: Connection) -> int:
