@@ -125,7 +125,8 @@ class ResearchSettings(_Section):
     comma-separated string (``SIGMAX_RESEARCH__SYMBOLS=BTC,ETH``).
     """
 
-    sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rss", "feargreed", "coingecko", "cryptopanic"])
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["rss", "feargreed", "coingecko", "cryptopanic"])
     feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_FEEDS))
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH", "SOL", "XRP"])
     market_coins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
@@ -287,6 +288,43 @@ class SecuritySettings(_Section):
     baseline: Path | None = Field(None, description="baseline (ignore) TOML file")
 
 
+class LiveSettings(_Section):
+    """``sigmax run``: the live broker (testnet or live), reconciliation, polling, metrics.
+
+    Back-off after Binance's guidance (retry only what is safe, honour ``Retry-After`` on
+    429/418); ``recv_window_ms`` 5000 is Binance's own default recvWindow.
+    """
+
+    unknown_orders: Literal["cancel", "adopt"] = Field(
+        "cancel", description="open exchange orders no sigmax run placed: cancel them, or adopt them into the run")
+    reconcile_every_ticks: int = Field(30, ge=1, description="ticks between reconciliations (also one at start)")
+    poll_seconds: float | None = Field(
+        None, gt=0, le=300, description="seconds between candle polls; None = timeframe/10 within 1-60 s")
+    clock_sync_seconds: float = Field(60.0, ge=0, description="seconds between reads of the exchange clock")
+    signal_max_age_seconds: float | None = Field(
+        None, gt=0, description="seconds; no order for a bar that closed longer ago (backfill); None = one bar")
+    backfill_max_bars: int = Field(1000, ge=0, description="bars; missed bars backfilled after a restart, at most")
+    stale_after_bars: float = Field(1.0, gt=0, description="bars the next bar may be overdue before data is stale")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="seconds; HTTP timeout of one exchange request")
+    recv_window_ms: int = Field(5000, ge=1, le=60_000, description="ms; a signed request older than this is refused")
+    rate_limit_ms: float | None = Field(
+        None, gt=0, description="ms between requests; None = ccxt's default for the exchange (binance: 50)")
+    retry_attempts: int = Field(4, ge=1, le=20, description="tries of an idempotent call on temporary errors")
+    retry_base_seconds: float = Field(0.5, gt=0, description="seconds; first back-off, doubled per try, jittered")
+    retry_max_seconds: float = Field(10.0, gt=0, description="seconds; longest back-off (Retry-After may be longer)")
+    submit_attempts: int = Field(3, ge=1, le=10, description="sends of one order, same client order id")
+    heartbeat_ttl_seconds: float = Field(300.0, gt=0, description="seconds a Redis heartbeat key lives")
+    metrics_host: str = Field("127.0.0.1", description="address that --metrics-port binds to")
+
+
+class RLSettings(_Section):
+    """RL policies (``sigmax train-rl``, ``--strategy rl:MODEL.zip``)."""
+
+    sentiment_file: Path | None = Field(
+        None, description="saved alternative.me /fng/ answer for models with the fear_greed feature; "
+        "None = the file the model was trained with")
+
+
 class Settings(BaseSettings):
     """Everything one sigmax invocation reads. Frozen; build with :func:`load_settings`."""
 
@@ -327,7 +365,9 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     research: ResearchSettings = Field(default_factory=ResearchSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    rl: RLSettings = Field(default_factory=RLSettings)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -297,10 +297,11 @@ class Ledger:
         else:
             from sqlalchemy.dialects.sqlite import insert
         stmt = insert(s.orders)
+        excluded = stmt.excluded  # built once: each access rebuilds the alias
         mutable = ("exchange_order_id", "filled", "average", "fee", "status", "reason", "updated_ms", "price")
         stmt = stmt.on_conflict_do_update(
             index_elements=[s.orders.c.client_order_id],
-            set_={c: getattr(stmt.excluded, c) for c in mutable},
+            set_={c: getattr(excluded, c) for c in mutable},
         )
         conn.execute(stmt, rows)
 

@@ -1,0 +1,371 @@
+"""Reconciliation: the exchange's orders, trades and balances against the ledger.
+
+A live run reconciles once before its first bar (:meth:`Reconciler.at_start`) and then
+every ``live.reconcile_every_ticks`` bars (:meth:`Reconciler.periodic`).
+
+At start, for the run's mode (``testnet`` / ``live``) and exchange:
+
+1. runs of this host still marked ``running`` whose process is gone (killed, SIGKILL,
+   power loss) are marked ``failed``;
+2. every order the ledger holds as active (``new``, ``open``, ``partially_filled``) is
+   looked up on the exchange by client order id: found, it is taken over by the broker
+   (still active) or written down final with the trades it got meanwhile; not found, it is
+   polled until its request can no longer land and then recorded ``rejected`` ("never
+   reached the exchange"). An order is never sent twice: nothing here creates orders;
+3. the exchange's open orders of the run's symbols that the ledger does not know are
+   adopted when their client order id is a sigmax one (``sx-...``: placed by a run that
+   died before the ledger heard back), otherwise cancelled or adopted as
+   ``live.unknown_orders`` says;
+4. orders of sigmax of the last 24 h (``fetch_orders``; Binance lists at most 24 h at a
+   time) that the ledger lacks are recovered with their trades (orders are written to the
+   ledger before they are sent, so this only catches a failed ledger write);
+5. positions carried over from earlier runs (a replay of the ledger's fills) are checked
+   against the exchange's balances: a position larger than the balance is cut to it and
+   reported.
+
+Trades found for orders of earlier runs are written to the ledger under the run that
+placed the order (each trade once, by trade id), so the carried positions include them.
+
+Periodically: unknown open orders (cancel or adopt), the run's orders the broker lost
+track of, trades since the last check that the broker has not reported (handed to the
+engine as fills through the broker), and the run's book against the exchange balances.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from sigmax_cli.brokers.base import ACTIVE_STATUSES, Fill, Order
+from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
+from sigmax_cli.errors import AuthenticationError, SigmaxError
+from sigmax_cli.ledger import now_ms, schema
+from sigmax_cli.logs import get_logger
+from sigmax_cli.portfolio import Portfolio, Position
+
+log = get_logger(__name__)
+Emit = Callable[[str, str, str, dict[str, Any]], None]
+"""``emit(level, kind, message, data)``: record an event (ledger, dashboard)."""
+TRADE_LOOKBACK_MS = 60_000  # periodic trade checks overlap the previous one by this much
+RECOVER_WINDOW_MS = 86_400_000  # orders of the last 24 h are listed at start (Binance's allOrders window)
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation found and did. Client order ids; times UTC ms."""
+
+    ts_ms: int
+    kind: str                                   # start | periodic
+    adopted: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    resolved: dict[str, str] = field(default_factory=dict)   # earlier-run order -> status found
+    recovered_fills: int = 0
+    discrepancies: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Reconciler:
+    """Compares the exchange with the ledger and the broker (see the module docstring).
+
+    Args:
+        broker: the run's live broker.
+        ledger: the open ledger; the run must already be started in it.
+        run_id, mode, exchange_id: this run; earlier runs count when mode and exchange match.
+        symbols: the run's symbols (open orders of other symbols are left alone).
+        unknown_orders: ``cancel`` or ``adopt`` open orders no sigmax run placed.
+        emit: records an event.
+    """
+
+    def __init__(self, broker: LiveBroker, ledger: Any, *, run_id: str, mode: str, exchange_id: str,
+                 symbols: list[str], unknown_orders: str = "cancel", emit: Emit | None = None) -> None:
+        self.broker = broker
+        self.ledger = ledger
+        self.run_id = run_id
+        self.mode = mode
+        self.exchange_id = exchange_id
+        self.symbols = list(symbols)
+        self.unknown_orders = unknown_orders
+        self.emit = emit or (lambda level, kind, message, data: None)
+        self._run_of: dict[str, str] = {}   # client order id -> run id in the ledger
+        self._last_trades_ms: int | None = None
+        self._reported: set[str] = set()
+
+    # ------------------------------------------------------------------ start
+    def at_start(self) -> ReconcileReport:
+        """Reconcile before the first bar. Exchange failures are reported, not raised,
+        except wrong keys or clock (:class:`AuthenticationError`, :class:`ClockSkew`)."""
+        broker, ledger = self.broker, self.ledger
+        now = broker.clock()
+        report = ReconcileReport(now, "start")
+        ledger.flush()
+        report.failed_runs = self._close_dead_runs()
+        for run_id in report.failed_runs:
+            self.emit("warning", "reconcile.dead_run", f"run {run_id} stopped without finishing (its process is "
+                      "gone): marked failed", {"run_id": run_id})
+        self._run_of = self._ledger_order_runs()
+        broker.seen_trades.update(self._ledger_trade_ids())
+        for row in self._ledger_active():
+            self._guard(report, f"order {row['client_order_id']}", lambda row=row: self._resume(row, report))
+        for symbol in self.symbols:
+            self._guard(report, f"open orders of {symbol}", lambda s=symbol: self._open_orders(s, report))
+        if self._previous_start() is not None:  # an earlier run may have lost track of orders
+            since = now - RECOVER_WINDOW_MS
+            for symbol in self.symbols:
+                self._guard(report, f"orders of {symbol}", lambda s=symbol: self._recover_orders(s, since, report))
+        self._record_drained(report)
+        ledger.flush()
+        self._last_trades_ms = now
+        return report
+
+    def _resume(self, row: dict[str, Any], report: ReconcileReport) -> None:
+        cid, symbol = row["client_order_id"], row["symbol"]
+        if symbol not in self.broker.markets:
+            report.errors.append(f"order {cid} is of {symbol}, which this run does not trade; left as it is")
+            return
+        raw = self.broker.lookup(symbol, cid)
+        if raw is None:  # not on the exchange (yet): the broker polls it until it is or cannot be
+            order = _order_from_row(row)
+            self.broker.adopt_unplaced(order)
+            report.adopted.append(cid)
+            return
+        order = self.broker.adopt(raw, reason=row.get("reason") or "")
+        if order.is_active:
+            report.adopted.append(cid)
+            self.emit("info", "reconcile.adopted", f"{symbol} order {cid} of run {row['run_id']} is still "
+                      f"{order.status} on the exchange: this run takes it over", {"client_order_id": cid})
+        else:
+            report.resolved[cid] = order.status
+            self.emit("info", "reconcile.resolved", f"{symbol} order {cid} of run {row['run_id']} ended "
+                      f"{order.status} while no bot watched it", {"client_order_id": cid, "status": order.status})
+
+    def _open_orders(self, symbol: str, report: ReconcileReport) -> None:
+        for raw in self.broker.fetch_open(symbol):
+            cid = raw.get("clientOrderId") or ""
+            if self.broker.get_order(cid) is not None:
+                continue
+            if cid in self._run_of or cid.startswith(CLIENT_ID_PREFIX):
+                self.broker.adopt(raw, reason="recovered from the exchange")
+                self._run_of.setdefault(cid, self.run_id)
+                report.adopted.append(cid)
+                self.emit("warning", "reconcile.recovered", f"{symbol} order {cid} was open on the exchange but "
+                          "missing from the ledger: recovered", {"client_order_id": cid})
+            else:
+                self._unknown(raw, report)
+
+    def _unknown(self, raw: dict[str, Any], report: ReconcileReport) -> None:
+        cid = raw.get("clientOrderId") or str(raw.get("id"))
+        what = (f"{raw['symbol']} {raw.get('side')} {raw.get('type')} order {cid} "
+                f"({raw.get('amount')} at {raw.get('price')})")
+        if self.unknown_orders == "adopt":
+            order = self.broker.adopt(raw, reason="adopted: placed outside sigmax")
+            self._run_of.setdefault(order.client_order_id, self.run_id)
+            report.adopted.append(order.client_order_id)
+            self.emit("warning", "reconcile.adopted_unknown", f"{what} was not placed by sigmax: adopted "
+                      "(live.unknown_orders = adopt)", {"client_order_id": order.client_order_id})
+        else:
+            self.broker.cancel_foreign(raw)
+            report.cancelled.append(cid)
+            self.emit("warning", "reconcile.cancelled_unknown", f"{what} was not placed by sigmax: cancelled "
+                      "(live.unknown_orders = cancel)", {"client_order_id": cid})
+
+    def _recover_orders(self, symbol: str, since_ms: int, report: ReconcileReport) -> None:
+        if not (getattr(self.broker.exchange, "has", None) or {}).get("fetchOrders"):
+            return
+        for raw in self.broker.fetch_orders(symbol, since_ms):
+            cid = raw.get("clientOrderId") or ""
+            if not cid.startswith(CLIENT_ID_PREFIX) or cid in self._run_of or self.broker.get_order(cid):
+                continue
+            order = self.broker.adopt(raw, reason="recovered from the exchange")
+            self._run_of[cid] = self.run_id
+            if order.is_active:
+                report.adopted.append(cid)
+            else:
+                report.resolved[cid] = order.status
+            self.emit("warning", "reconcile.recovered", f"{symbol} order {cid} ({order.status}) was on the exchange "
+                      "but missing from the ledger: recovered", {"client_order_id": cid, "status": order.status})
+
+    def _record_drained(self, report: ReconcileReport) -> None:
+        """Write what adoption found (order states, trades) to the ledger, under the run
+        that placed each order; none of it reaches this run's engine."""
+        for changes in self.broker.drain().values():
+            for fill in changes.fills:
+                self.ledger.record_fill(fill.record(self._run_of.get(fill.client_order_id, self.run_id)))
+                report.recovered_fills += 1
+            for order in changes.orders:
+                self.record_order(order)
+        for order in self.broker.open_orders():
+            self.record_order(order)
+
+    def run_of(self, client_order_id: str) -> str:
+        """The run that placed ``client_order_id`` (this run for orders the ledger lacks)."""
+        return self._run_of.get(client_order_id, self.run_id)
+
+    def record_order(self, order: Order) -> None:
+        """The ledger row of ``order``, under the run that placed it."""
+        self.ledger.record_order(order.record(self._run_of.get(order.client_order_id, self.run_id)))
+
+    # ------------------------------------------------------------------ positions
+    def carried_positions(self) -> dict[str, Position]:
+        """Positions of the run's symbols left by earlier runs (mode and exchange): a replay
+        of every fill the ledger holds for them, oldest first."""
+        f, r = schema.fills, schema.runs
+        query = (select(f).join(r, f.c.run_id == r.c.run_id)
+                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.symbol.in_(self.symbols))
+                 .order_by(f.c.ts_ms, f.c.id))
+        dust = {s: self.broker.markets[s].amount_step for s in self.symbols if s in self.broker.markets}
+        portfolio = Portfolio(dust)
+        with self.ledger.engine.connect() as conn:
+            for row in conn.execute(query).mappings():
+                portfolio.apply(Fill(row["client_order_id"], row["symbol"], row["side"], row["price"], row["amount"],
+                                     row["fee"], row["fee_currency"], row["liquidity"], row["ts_ms"],
+                                     trade_id=row["trade_id"]))
+        return {s: p for s, p in portfolio.positions.items() if p.qty > dust.get(s, 0.0)}
+
+    def cap_to_balances(self, positions: dict[str, Position]) -> list[str]:
+        """Cut carried positions to what the exchange account holds; returns what was cut."""
+        notes = []
+        balances = self.broker.exchange_balances()
+        for symbol, pos in positions.items():
+            base = self.broker.markets[symbol].base
+            held = balances.get(base, (0.0, 0.0))[1]
+            if pos.qty > held + self.broker.markets[symbol].amount_step:
+                notes.append(f"the ledger's {symbol} position {pos.qty:.8g} {base} exceeds the exchange balance "
+                             f"{held:.8g}: trading on {held:.8g}")
+                pos.qty = held
+        return notes
+
+    def last_bar_ms(self, timeframe: str) -> int | None:
+        """Open time of the newest bar an earlier run of this mode/exchange/timeframe marked."""
+        e, r = schema.equity, schema.runs
+        query = (select(func.max(e.c.ts_ms)).join(r, e.c.run_id == r.c.run_id)
+                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, r.c.timeframe == timeframe,
+                        r.c.run_id != self.run_id))
+        with self.ledger.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return int(value) if value is not None else None
+
+    # ------------------------------------------------------------------ periodic
+    def periodic(self) -> ReconcileReport:
+        """Unknown open orders, lost orders, unreported trades, book against balances."""
+        broker = self.broker
+        now = broker.clock()
+        report = ReconcileReport(now, "periodic")
+        since = (self._last_trades_ms if self._last_trades_ms is not None else now) - TRADE_LOOKBACK_MS
+        for symbol in self.symbols:
+            self._guard(report, f"open orders of {symbol}", lambda s=symbol: self._open_orders(s, report))
+            self._guard(report, f"trades of {symbol}", lambda s=symbol: self._trades(s, since, report))
+        self._guard(report, "balances", lambda: self._balances(report))
+        for order in broker.open_orders():
+            self.record_order(order)
+        if not report.errors:
+            self._last_trades_ms = now
+        return report
+
+    def _trades(self, symbol: str, since_ms: int, report: ReconcileReport) -> None:
+        for trade in self.broker.fetch_trades(symbol, since_ms):
+            if self.broker.ingest_trade(trade):
+                report.recovered_fills += 1
+                self.emit("warning", "reconcile.fill", f"{symbol} trade {trade.get('id')} of a sigmax order had "
+                          "not been seen: reported now", {"trade_id": str(trade.get("id"))})
+
+    def _balances(self, report: ReconcileReport) -> None:
+        balances = self.broker.exchange_balances()
+        if not balances:
+            return
+        for asset, mine in self.broker.balances().items():
+            held = balances.get(asset, (0.0, 0.0))[1]
+            key = f"balance:{asset}"
+            if mine.total > held * (1 + 1e-6) + 1e-8:
+                report.discrepancies.append(f"the run's book holds {mine.total:.8g} {asset} but the exchange "
+                                            f"account only {held:.8g}")
+                if key not in self._reported:
+                    self._reported.add(key)
+                    self.emit("critical", "reconcile.discrepancy", report.discrepancies[-1] + " (sold or withdrawn "
+                              "outside sigmax?)", {"asset": asset, "book": mine.total, "exchange": held})
+            else:
+                self._reported.discard(key)
+
+    # ------------------------------------------------------------------ ledger
+    def _close_dead_runs(self) -> list[str]:
+        r = schema.runs
+        host = socket.gethostname()
+        query = select(r.c.run_id, r.c.pid).where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
+                                                  r.c.status == "running", r.c.host == host,
+                                                  r.c.run_id != self.run_id)
+        with self.ledger.engine.begin() as conn:
+            dead = [row.run_id for row in conn.execute(query) if not _alive(row.pid)]
+            if dead:
+                conn.execute(update(r).where(r.c.run_id.in_(dead)).values(status="failed", ended_ms=now_ms()))
+        return dead
+
+    def _ledger_active(self) -> list[dict[str, Any]]:
+        o, r = schema.orders, schema.runs
+        query = (select(o).join(r, o.c.run_id == r.c.run_id)
+                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
+                        o.c.status.in_(sorted(ACTIVE_STATUSES)), o.c.run_id != self.run_id)
+                 .order_by(o.c.created_ms))
+        with self.ledger.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def _ledger_order_runs(self) -> dict[str, str]:
+        o, r = schema.orders, schema.runs
+        query = (select(o.c.client_order_id, o.c.run_id).join(r, o.c.run_id == r.c.run_id)
+                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id))
+        with self.ledger.engine.connect() as conn:
+            return {row.client_order_id: row.run_id for row in conn.execute(query)}
+
+    def _ledger_trade_ids(self) -> set[str]:
+        f, r = schema.fills, schema.runs
+        query = (select(f.c.trade_id).join(r, f.c.run_id == r.c.run_id)
+                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.trade_id.is_not(None)))
+        with self.ledger.engine.connect() as conn:
+            return {row.trade_id for row in conn.execute(query)}
+
+    def _previous_start(self) -> int | None:
+        r = schema.runs
+        query = select(func.max(r.c.started_ms)).where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
+                                                       r.c.run_id != self.run_id)
+        with self.ledger.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return int(value) if value is not None else None
+
+    def _guard(self, report: ReconcileReport, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (AuthenticationError, ClockSkew):
+            raise
+        except SigmaxError as err:
+            report.errors.append(f"{what}: {err.cause}")
+            log.warning("reconciliation of %s failed: %s; trying again at the next one", what, err.cause)
+
+
+def _order_from_row(row: dict[str, Any]) -> Order:
+    order = Order(client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"], type=row["type"],
+                  amount=row["amount"], price=row["price"], time_in_force=row["time_in_force"],
+                  reduce_only=bool(row["reduce_only"]), created_ms=row["created_ms"], updated_ms=row["updated_ms"],
+                  reason=row["reason"] or "", status=row["status"], filled=row["filled"],
+                  fee=row["fee"], exchange_order_id=row["exchange_order_id"])
+    order.cost = (row["average"] or 0.0) * row["filled"]
+    return order
+
+
+def _alive(pid: int | None) -> bool:
+    """True when process ``pid`` runs on this host (a zombie, killed but not reaped, is dead)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
