@@ -14,6 +14,7 @@ call :meth:`Broker.submit`; the engine never holds a bare broker.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -69,6 +70,33 @@ class OrderRequest:
     def notional(self) -> float:
         """Order value in quote at the limit price or the reference price."""
         return self.amount * (self.price if self.price is not None else self.reference_price)
+
+
+def normalise_request(request: OrderRequest, rules: MarketRules) -> tuple[float, float | None, float]:
+    """Put a request at the market's precision and check its minimums (every broker's first step).
+
+    Returns:
+        ``(amount, price, reference)``: the amount truncated to the step (base units), the
+        limit price rounded to the tick (``None`` for a market order) and the price the
+        order is valued at (the limit price, else ``request.reference_price``), in quote.
+
+    Raises:
+        OrderRejected: a limit order without a positive price, no valid reference price, or
+            an amount / notional below the market's minimums.
+    """
+    from sigmax_cli.errors import OrderRejected
+
+    amount = rules.amount_to_precision(request.amount)
+    price = None
+    if request.type == "limit":
+        if request.price is None or not request.price > 0:
+            raise OrderRejected(f"{request.symbol} limit order needs a positive price", "give a price")
+        price = rules.price_to_precision(request.price)
+    ref = price if price is not None else request.reference_price
+    if not (ref > 0 and math.isfinite(ref)):
+        raise OrderRejected(f"{request.symbol} has no valid price to check the order against", "wait for market data")
+    rules.check(amount, ref)
+    return amount, price, ref
 
 
 @dataclass

@@ -64,6 +64,7 @@ from sigmax_cli.brokers.base import (
     IllegalTransition,
     Order,
     OrderRequest,
+    normalise_request,
 )
 from sigmax_cli.errors import (
     AuthenticationError,
@@ -318,17 +319,7 @@ class LiveBroker:
         if cid in self._orders:
             raise OrderRejected(f"client order id {cid} was already used", "use a new client order id per order")
         rules = self.rules(request.symbol)
-        amount = rules.amount_to_precision(request.amount)
-        price = None
-        if request.type == "limit":
-            if request.price is None or not request.price > 0:
-                raise OrderRejected(f"{request.symbol} limit order needs a positive price", "give a price")
-            price = rules.price_to_precision(request.price)
-        ref = price if price is not None else request.reference_price
-        if not (ref > 0 and math.isfinite(ref)):
-            raise OrderRejected(f"{request.symbol} has no valid price to check the order against",
-                                "wait for market data")
-        rules.check(amount, ref)
+        amount, price, ref = normalise_request(request, rules)
         asset, need = self._need(request.side, request.type, amount, ref, rules)
         free = self.free(asset)
         if need > free + _EPS:

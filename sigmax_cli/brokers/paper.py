@@ -24,9 +24,15 @@ market structures); amounts are truncated to the step, prices rounded to the tic
 
 from __future__ import annotations
 
-import math
-
-from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Balance, BrokerUpdate, Fill, Order, OrderRequest
+from sigmax_cli.brokers.base import (
+    MARKET_BUY_BUFFER_DEFAULT,
+    Balance,
+    BrokerUpdate,
+    Fill,
+    Order,
+    OrderRequest,
+    normalise_request,
+)
 from sigmax_cli.errors import InsufficientFunds, OrderRejected
 from sigmax_cli.markets import MarketRules, default_rules
 from sigmax_cli.strategies.base import Bar
@@ -89,17 +95,7 @@ class PaperBroker:
             raise OrderRejected(f"client order id {request.client_order_id} was already used",
                                 "use a new client order id per order")
         rules = self.rules(request.symbol)
-        amount = rules.amount_to_precision(request.amount)
-        price = None
-        if request.type == "limit":
-            if request.price is None or not request.price > 0:
-                raise OrderRejected(f"{request.symbol} limit order needs a positive price", "give --price")
-            price = rules.price_to_precision(request.price)
-        ref = price if price is not None else request.reference_price
-        if not (ref > 0 and math.isfinite(ref)):
-            raise OrderRejected(f"{request.symbol} has no valid price to check the order against",
-                                "wait for market data")
-        rules.check(amount, ref)
+        amount, price, ref = normalise_request(request, rules)
         if request.side == "buy":
             asset = rules.quote
             fee = self.maker_fee if request.type == "limit" else self.taker_fee
