@@ -154,6 +154,7 @@ def test_random_trading_never_makes_a_balance_negative_and_always_charges_fees(m
                 sold += fill.amount
         for book in broker.balances().values():
             assert book.free >= 0 and book.used >= 0
+        assert broker.open_order_count == len(broker.open_orders())
         action = rng.random()
         cid += 1
         try:

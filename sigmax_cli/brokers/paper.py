@@ -75,6 +75,7 @@ class PaperBroker:
         self._active: dict[str, list[Order]] = {}
         self._reserved: dict[str, float] = {}  # client order id -> quote (buy) or base (sell) held
         self._trade_seq = 0
+        self._open_count = 0
 
     # -- Broker interface ---------------------------------------------------------------
     def rules(self, symbol: str) -> MarketRules:
@@ -120,6 +121,7 @@ class PaperBroker:
         order.move("open", now_ms)
         self._orders[order.client_order_id] = order
         self._active.setdefault(order.symbol, []).append(order)
+        self._open_count += 1
         return order
 
     def cancel(self, client_order_id: str, now_ms: int) -> Order:
@@ -148,7 +150,7 @@ class PaperBroker:
 
     @property
     def open_order_count(self) -> int:
-        return sum(len(v) for v in self._active.values())
+        return self._open_count
 
     def balances(self) -> dict[str, Balance]:
         return {a: Balance(a, self._free.get(a, 0.0), self._used.get(a, 0.0))
@@ -270,6 +272,7 @@ class PaperBroker:
         active = self._active.get(order.symbol)
         if active and order in active:
             active.remove(order)
+            self._open_count -= 1
 
     def _check(self, *assets: str) -> None:
         for asset in assets:

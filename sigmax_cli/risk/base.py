@@ -103,7 +103,11 @@ class Trip:
 
 
 class Rule(Protocol):
-    """A risk rule: a pre-trade check, a state trip on each mark, or both."""
+    """A risk rule: a pre-trade check, a state trip on each mark, or both.
+
+    Optional class flags: ``pre_trade = False`` (``check_order`` never denies) and
+    ``trips = False`` (``on_mark`` never trips) let the guard skip the call.
+    """
 
     name: str
 

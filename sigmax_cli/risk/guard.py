@@ -37,6 +37,11 @@ class RiskGuard:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
         self.trips: dict[str, Trip] = {}  # active trips by rule; each resumes on its own terms
+        self._by_name = {rule.name: rule for rule in self.rules}
+        # rules say what they do (``pre_trade`` / ``trips`` class flags, default both), so the
+        # per-bar loops skip what cannot fire: a replay evaluates hundreds of thousands of bars
+        self._pre_trade = [r for r in self.rules if getattr(r, "pre_trade", True)]
+        self._tripping = [r for r in self.rules if getattr(r, "trips", True)]
 
     @property
     def state(self) -> TradingState:
@@ -64,7 +69,7 @@ class RiskGuard:
             return Denial("trading_state", f"trading HALTED ({self.reason})")
         if state is TradingState.REDUCING and increases_exposure(request):
             return Denial("trading_state", f"trading REDUCING, only exits allowed ({self.reason})")
-        for rule in self.rules:
+        for rule in self._pre_trade:
             denial = rule.check_order(request, view)
             if denial is not None:
                 return denial
@@ -77,7 +82,7 @@ class RiskGuard:
         changes in order (resumes first).
         """
         changes: list[Trip | Resumed] = []
-        rules = {rule.name: rule for rule in self.rules}
+        rules = self._by_name
         for name, trip in list(self.trips.items()):
             if trip.until_ms is not None and view.now_ms >= trip.until_ms:
                 del self.trips[name]
@@ -85,7 +90,7 @@ class RiskGuard:
             elif trip.resume == "condition" and name in rules and rules[name].cleared(view):
                 del self.trips[name]
                 changes.append(Resumed(name, "condition cleared"))
-        for rule in self.rules:
+        for rule in self._tripping:
             if rule.name in self.trips:
                 continue
             trip = rule.on_mark(view)

@@ -12,6 +12,7 @@ class ApiErrorBurst:
     unknown. Trading resumes by itself after the cooldown (auto-pause)."""
 
     name = "api_error_burst"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_per_minute: int, cooldown_minutes: int) -> None:
         self.max_per_minute = max_per_minute

@@ -12,6 +12,7 @@ class ConsecutiveLosses:
     winning trip resets the streak. After freqtrade's StoplossGuard protection."""
 
     name = "consecutive_losses"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit: int, cooldown_minutes: int) -> None:
         self.limit = limit

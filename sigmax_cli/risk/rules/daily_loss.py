@@ -17,6 +17,7 @@ class DailyLossLimit:
     """
 
     name = "daily_loss_limit"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit_pct: float) -> None:
         self.limit_pct = limit_pct

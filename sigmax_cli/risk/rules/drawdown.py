@@ -16,6 +16,7 @@ class MaxDrawdown:
     """
 
     name = "max_drawdown"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit_pct: float) -> None:
         self.limit_pct = limit_pct

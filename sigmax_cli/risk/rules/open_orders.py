@@ -11,6 +11,7 @@ class MaxOpenOrders:
     a full book never traps a position."""
 
     name = "max_open_orders"
+    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -11,6 +11,7 @@ class MaxOrderNotional:
     position built by several orders must be closable by one."""
 
     name = "max_order_notional"
+    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, limit: float) -> None:
         self.limit = limit

@@ -11,6 +11,7 @@ class MaxOrderRate:
     last 60 s. Exits pass."""
 
     name = "max_order_rate"
+    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute

@@ -11,6 +11,7 @@ class MaxPositionNotional:
     all positions together above ``total`` quote (valued at last prices)."""
 
     name = "max_position_notional"
+    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, per_symbol: float, total: float) -> None:
         self.per_symbol = per_symbol

@@ -12,6 +12,7 @@ class ExtremeSentiment:
     Without signals (``view.sentiment is None``) the rule does nothing."""
 
     name = "extreme_sentiment"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, min_score: float) -> None:
         self.min_score = min_score

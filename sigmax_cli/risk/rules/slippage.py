@@ -12,6 +12,7 @@ class SlippageTolerance:
     is thin or the market gapped, so adding exposure now costs more than planned."""
 
     name = "slippage_tolerance"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_bps: float, cooldown_minutes: int) -> None:
         self.max_bps = max_bps

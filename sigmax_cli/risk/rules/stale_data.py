@@ -11,6 +11,7 @@ class StaleData:
     soon as fresh bars arrive (``resume == "condition"``)."""
 
     name = "stale_data"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_age_ms: int) -> None:
         self.max_age_ms = max_age_ms

@@ -11,6 +11,7 @@ class StopOutCooldown:
     closed (the usual way a stop-loss ends), so a falling market is not re-entered at once."""
 
     name = "stop_out_cooldown"
+    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, cooldown_minutes: int) -> None:
         self.cooldown_ms = cooldown_minutes * 60_000

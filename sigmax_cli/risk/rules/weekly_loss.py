@@ -19,6 +19,7 @@ class WeeklyLossLimit:
     of the ISO week (mark-to-market); resume at the next Monday 00:00 UTC."""
 
     name = "weekly_loss_limit"
+    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit_pct: float) -> None:
         self.limit_pct = limit_pct
