@@ -66,6 +66,19 @@ def obj(ctx: typer.Context) -> AppContext:
     return root.obj
 
 
+def stdout_is_terminal() -> bool:
+    """Whether human output goes to a terminal, as rich decides it (``TTY_COMPATIBLE`` and
+    ``FORCE_TERMINAL`` override the isatty test), without importing rich."""
+    import os
+
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    if os.environ.get("FORCE_TERMINAL", "") != "":
+        return True
+    return sys.stdout.isatty()
+
+
 def print_json(document: Any) -> None:
     """Write one JSON document on stdout and nothing else (for ``--json``)."""
     sys.stdout.write(json.dumps(document, default=_json_default, allow_nan=False) + "\n")

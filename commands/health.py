@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from commands.context import obj, print_json
+from commands.context import obj, print_json, stdout_is_terminal
 
 app = typer.Typer()
 
@@ -93,7 +93,6 @@ def health(
     from sigmax_cli.health import formats
 
     state = obj(ctx)
-    console = state.console
     names = [part for item in (check or []) for part in item.split(",")]
     try:
         if watch and as_json:
@@ -112,8 +111,8 @@ def health(
         _unknown(ctx, exc.sentence(), as_json)
     if as_json:
         print_json(formats.health_json(report, __version__))
-    elif console.is_terminal:
-        console.print(formats.table(report))
+    elif stdout_is_terminal():  # cron and NRPE get the plugin line without importing rich
+        state.console.print(formats.table(report))
     else:
         sys.stdout.write(formats.plugin_output(report))
         sys.stdout.flush()
