@@ -33,6 +33,13 @@ test: install-rl
 lint: install-dev
 	$(PYTHON) -m ruff check sigmax_cli commands tests benchmarks
 
-bench: install
+# Each script prints its figures as ratios against a baseline measured in the same run.
+# backup_restore.py (1M fills in PostgreSQL) and rl_throughput.py (rl extra) take longer: run them by hand.
+bench: install-dev
 	$(PYTHON) benchmarks/startup.py
 	$(PYTHON) benchmarks/paper_throughput.py
+	$(PYTHON) benchmarks/health_latency.py
+	$(PYTHON) benchmarks/panic_latency.py
+	$(PYTHON) benchmarks/tick_latency.py
+	$(PYTHON) benchmarks/research_throughput.py
+	$(PYTHON) benchmarks/security_scan.py
