@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Broker, BrokerUpdate, Order, OrderRequest
-from sigmax_cli.data.timeframes import timeframe_to_ms
+from sigmax_cli.data.timeframes import iso_week, timeframe_to_ms, utc_day
 from sigmax_cli.errors import OrderRejected, RiskBlocked
 from sigmax_cli.feeds import Feed
 from sigmax_cli.ledger import Ledger
 from sigmax_cli.portfolio import Portfolio
-from sigmax_cli.risk.base import RiskView, Trip
+from sigmax_cli.risk.base import RiskView, Trip, pct_below
 from sigmax_cli.risk.guard import GuardedBroker, Resumed, RiskGuard
 from sigmax_cli.snapshot import (
     EngineSnapshot,
@@ -48,9 +48,6 @@ from sigmax_cli.snapshot import (
 )
 from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
-MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday
 WATCHDOG_S = 5.0  # seconds between the exchange watchdog's looks at the live feed
 FLUSH_EVERY_S = 1.0  # seconds between ledger flushes, so monitor/health see a live bot's state
 KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
@@ -177,7 +174,7 @@ class Engine:
         self._order_times: deque[int] = deque()
         self._decided_at: dict[str, float] = {}  # client order id -> price the order was decided on
         self.last_slippage_bps: float | None = None
-        self.max_dd = 0.0
+        self.max_dd_pct = 0.0
         self.bars_done = 0
         self.steps_done = 0
         self.orders = 0
@@ -269,20 +266,20 @@ class Engine:
         self.steps_done += 1
 
         equity = self._mark()
-        day = now // DAY_MS  # marks are taken at bar close; the first close of a UTC day opens it
+        day = utc_day(now)  # marks are taken at bar close; the first close of a UTC day opens it
         if day != self.day:
             self.day_start_equity = equity
             self.day = day
-        week = (now - MONDAY_OFFSET_MS) // WEEK_MS  # ISO weeks start on Monday 00:00 UTC
+        week = iso_week(now)
         if week != self.week:
             self.week_start_equity = equity
             self.week = week
         self.equity = equity
         if equity > self.peak:
             self.peak = equity
-        dd = (self.peak - equity) / self.peak if self.peak > 0 else 0.0
-        if dd > self.max_dd:
-            self.max_dd = dd
+        dd_pct = self._below(self.peak)
+        if dd_pct > self.max_dd_pct:
+            self.max_dd_pct = dd_pct
 
         changes = self.guard.evaluate(self._risk_view(now))
         if changes:
@@ -489,6 +486,11 @@ class Engine:
         threading.Thread(target=watch, name="sigmax-exchange-watchdog", daemon=True).start()
         return done
 
+    def _below(self, reference: float) -> float:
+        """Equity's percent below ``reference`` (day start, week start, peak); 0 when above."""
+        pct = pct_below(reference, self.equity)
+        return pct if pct is not None and pct > 0 else 0.0
+
     def _beat_detail(self) -> dict[str, Any]:
         """What a heartbeat carries for `monitor` and `health`: newest bar, equity, state."""
         return {"bar_ms": self.last_bar_ms, "equity": self.equity, "initial_equity": self.cfg.initial_equity,
@@ -505,9 +507,9 @@ class Engine:
                 p = self.portfolio
                 stats = PerformanceStats(
                     ts_ms=self.last_bar_ms,
-                    day_drawdown_pct=max(0.0, (self.day_start_equity - self.equity) / self.day_start_equity * 100),
-                    week_drawdown_pct=max(0.0, (self.week_start_equity - self.equity) / self.week_start_equity * 100),
-                    total_drawdown_pct=max(0.0, (self.peak - self.equity) / self.peak * 100),
+                    day_drawdown_pct=self._below(self.day_start_equity),
+                    week_drawdown_pct=self._below(self.week_start_equity),
+                    total_drawdown_pct=self._below(self.peak),
                     losing_streak=p.losing_streak, trades=p.closed_trades, wins=p.wins,
                     day=self.day or 0, week=self.week or 0)
                 for alert in self._perf.check(stats):
@@ -527,7 +529,7 @@ class Engine:
             rejected=self.rejected, risk_denials=self.denials, fees=round(self.fees, 8),
             initial_equity=cfg.initial_equity, final_equity=round(self.equity, 8),
             return_pct=round((self.equity / cfg.initial_equity - 1.0) * 100.0, 6),
-            max_drawdown_pct=round(self.max_dd * 100.0, 6),
+            max_drawdown_pct=round(self.max_dd_pct, 6),
             benchmark_return_pct=round((bench / cfg.initial_equity - 1.0) * 100.0, 6) if self._bench_qty else 0.0,
             trading_state=self.guard.state.value, first_bar_ms=self.first_bar_ms, last_bar_ms=self.last_bar_ms,
             elapsed_s=round(elapsed, 4), bars_per_s=round(self.bars_done / elapsed, 1) if elapsed else 0.0,
@@ -549,7 +551,7 @@ class Engine:
         ]
         orders = [OrderRow(o.client_order_id, o.symbol, o.side, o.type, o.price, o.amount, o.filled, o.status)
                   for o in self.broker.open_orders()]
-        dd_pct = (self.peak - self.equity) / self.peak * 100.0 if self.peak > 0 else 0.0
+        dd_pct = self._below(self.peak)
         risk = RiskRow(
             equity=self.equity, peak_equity=self.peak, drawdown_pct=dd_pct,
             daily_pnl=self.equity - self.day_start_equity,

@@ -8,7 +8,10 @@ from sigmax_cli.errors import ConfigError
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _RE = re.compile(r"^(\d+)([smhdw])$")
-MS_PER_YEAR = 365 * 86_400_000  # crypto trades every day of the year
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+MS_PER_YEAR = 365 * DAY_MS  # crypto trades every day of the year
+_MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday: ISO weeks start 4 days later
 
 
 class UnknownTimeframe(ConfigError, ValueError):
@@ -32,3 +35,23 @@ def timeframe_to_ms(timeframe: str) -> int:
 def bars_per_year(timeframe: str) -> float:
     """Bars in a 365-day year, the annualisation factor for per-bar returns."""
     return MS_PER_YEAR / timeframe_to_ms(timeframe)
+
+
+def utc_day(ts_ms: int) -> int:
+    """Index of the UTC calendar day holding ``ts_ms`` (days since 1970-01-01)."""
+    return ts_ms // DAY_MS
+
+
+def iso_week(ts_ms: int) -> int:
+    """Index of the ISO week (Monday 00:00 UTC to Monday) holding ``ts_ms``."""
+    return (ts_ms - _MONDAY_OFFSET_MS) // WEEK_MS
+
+
+def next_utc_day_ms(ts_ms: int) -> int:
+    """The next UTC midnight after ``ts_ms`` (UTC ms)."""
+    return (utc_day(ts_ms) + 1) * DAY_MS
+
+
+def next_iso_week_ms(ts_ms: int) -> int:
+    """The next Monday 00:00 UTC after ``ts_ms`` (UTC ms)."""
+    return (iso_week(ts_ms) + 1) * WEEK_MS + _MONDAY_OFFSET_MS

@@ -120,6 +120,36 @@ class Rule(Protocol):
         ...
 
 
+class OrderRule:
+    """Base of a pre-trade rule: it may deny orders, it never trips the trading state."""
+
+    name: str
+    trips = False  # the guard skips ``on_mark``
+
+    def on_mark(self, view: RiskView) -> Trip | None:
+        return None
+
+
+class TripRule:
+    """Base of a rule that trips the trading state after a mark and never denies an order
+    itself (the state gate does that)."""
+
+    name: str
+    pre_trade = False  # the guard skips ``check_order``
+
+    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
+        return None
+
+
+def pct_below(reference: float, value: float) -> float | None:
+    """How far ``value`` is below ``reference``, in percent of ``reference`` (negative when
+    above); ``None`` when there is no positive reference. Equity loss from a day's or week's
+    start, or drawdown from the peak (Magdon-Ismail & Atiya 2004) with the peak as reference."""
+    if reference <= 0:
+        return None
+    return (reference - value) / reference * 100.0
+
+
 class ConditionRule(Rule, Protocol):
     """A rule whose trip (``resume == "condition"``) ends when the condition clears."""
 

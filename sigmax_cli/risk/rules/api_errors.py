@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule
 
 
-class ApiErrorBurst:
+class ApiErrorBurst(TripRule):
     """Trip to HALTED for ``cooldown_minutes`` when the broker saw ``max_per_minute`` or more
     exchange errors in the last 60 s: orders sent into a failing API are orders whose fate is
     unknown. Trading resumes by itself after the cooldown (auto-pause)."""
 
     name = "api_error_burst"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_per_minute: int, cooldown_minutes: int) -> None:
         self.max_per_minute = max_per_minute
         self.cooldown_ms = cooldown_minutes * 60_000
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
         if view.api_errors_last_minute >= self.max_per_minute:

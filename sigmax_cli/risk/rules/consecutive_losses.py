@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule
 
 
-class ConsecutiveLosses:
+class ConsecutiveLosses(TripRule):
     """Trip to REDUCING for ``cooldown_minutes`` when ``limit`` round trips in a row lost
     money (net of fees). While the streak lasts, each further loss trips it again; a
     winning trip resets the streak. After freqtrade's StoplossGuard protection."""
 
     name = "consecutive_losses"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit: int, cooldown_minutes: int) -> None:
         self.limit = limit
         self.cooldown_ms = cooldown_minutes * 60_000
         self._tripped_at = 0
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
         if view.losing_streak < self.limit:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
-
-DAY_MS = 86_400_000
+from sigmax_cli.data.timeframes import next_utc_day_ms
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule, pct_below
 
 
-class DailyLossLimit:
+class DailyLossLimit(TripRule):
     """Trip to REDUCING when equity falls ``limit_pct`` percent below the equity at the
     start of the UTC day; trading resumes at the next UTC midnight (exits stay allowed).
 
@@ -17,21 +15,15 @@ class DailyLossLimit:
     """
 
     name = "daily_loss_limit"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, limit_pct: float) -> None:
         self.limit_pct = limit_pct
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
-        if view.day_start_equity <= 0:
-            return None
-        loss_pct = (view.day_start_equity - view.equity) / view.day_start_equity * 100.0
-        if loss_pct >= self.limit_pct:
-            next_day = (view.now_ms // DAY_MS + 1) * DAY_MS
+        loss_pct = pct_below(view.day_start_equity, view.equity)
+        if loss_pct is not None and loss_pct >= self.limit_pct:
             return Trip(self.name, TradingState.REDUCING,
                         f"daily loss {loss_pct:.2f}% >= limit {self.limit_pct:.2f}%",
-                        round(loss_pct, 4), self.limit_pct, "next_utc_day", next_day)
+                        round(loss_pct, 4), self.limit_pct, "next_utc_day", next_utc_day_ms(view.now_ms))
         return None

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
 
 
-class MaxOpenOrders:
+class MaxOpenOrders(OrderRule):
     """Refuse a new exposure-adding order while ``limit`` orders are active. Exits pass, so
     a full book never traps a position."""
 
     name = "max_open_orders"
-    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -22,5 +21,3 @@ class MaxOpenOrders:
                           view.open_orders, self.limit)
         return None
 
-    def on_mark(self, view: RiskView) -> Trip | None:
-        return None

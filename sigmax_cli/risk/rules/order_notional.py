@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
 
 
-class MaxOrderNotional:
+class MaxOrderNotional(OrderRule):
     """Refuse a buy worth more than ``limit`` quote. Reduce-only exits are not capped: a
     position built by several orders must be closable by one."""
 
     name = "max_order_notional"
-    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
@@ -22,5 +21,3 @@ class MaxOrderNotional:
                           request.notional, self.limit)
         return None
 
-    def on_mark(self, view: RiskView) -> Trip | None:
-        return None

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
 
 
-class MaxOrderRate:
+class MaxOrderRate(OrderRule):
     """Refuse an exposure-adding order when ``per_minute`` orders were already sent in the
     last 60 s. Exits pass."""
 
     name = "max_order_rate"
-    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -22,5 +21,3 @@ class MaxOrderRate:
                           view.orders_last_minute, self.per_minute)
         return None
 
-    def on_mark(self, view: RiskView) -> Trip | None:
-        return None

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
 
 
-class MaxPositionNotional:
+class MaxPositionNotional(OrderRule):
     """Refuse a buy that would lift the symbol's position above ``per_symbol`` quote, or
     all positions together above ``total`` quote (valued at last prices)."""
 
     name = "max_position_notional"
-    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, per_symbol: float, total: float) -> None:
         self.per_symbol = per_symbol
@@ -30,5 +29,3 @@ class MaxPositionNotional:
                           total_after, self.total)
         return None
 
-    def on_mark(self, view: RiskView) -> Trip | None:
-        return None

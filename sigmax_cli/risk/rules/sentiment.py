@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule
 
 
-class ExtremeSentiment:
+class ExtremeSentiment(TripRule):
     """Trip to REDUCING while the overall research sentiment (``[-1, 1]``, from `sigmax
     research` signals) is at or below ``min_score``; resumes when it recovers above it.
     Without signals (``view.sentiment is None``) the rule does nothing."""
 
     name = "extreme_sentiment"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, min_score: float) -> None:
         self.min_score = min_score
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
         if view.sentiment is not None and view.sentiment <= self.min_score:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule
 
 
-class SlippageTolerance:
+class SlippageTolerance(TripRule):
     """Trip to REDUCING for ``cooldown_minutes`` when the newest fill's adverse slippage
     against the price the order was decided on exceeds ``max_bps`` basis points: the book
     is thin or the market gapped, so adding exposure now costs more than planned."""
 
     name = "slippage_tolerance"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_bps: float, cooldown_minutes: int) -> None:
         self.max_bps = max_bps
         self.cooldown_ms = cooldown_minutes * 60_000
         self._seen: float | None = None
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
         slip = view.last_slippage_bps

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, TradingState, Trip
+from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule
 
 
-class StaleData:
+class StaleData(TripRule):
     """Trip to HALTED while the market data is more than ``max_age_ms`` overdue; resumes as
     soon as fresh bars arrive (``resume == "condition"``)."""
 
     name = "stale_data"
-    pre_trade = False  # trips only: the guard skips it in pre-trade checks
 
     def __init__(self, max_age_ms: int) -> None:
         self.max_age_ms = max_age_ms
 
-    def check_order(self, request: OrderRequest, view: RiskView) -> Denial | None:
-        return None
 
     def on_mark(self, view: RiskView) -> Trip | None:
         if view.data_age_ms > self.max_age_ms:

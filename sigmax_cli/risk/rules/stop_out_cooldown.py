@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, RiskView, Trip, increases_exposure
+from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
 
 
-class StopOutCooldown:
+class StopOutCooldown(OrderRule):
     """Refuse buys of a symbol for ``cooldown_minutes`` after its last losing round trip
     closed (the usual way a stop-loss ends), so a falling market is not re-entered at once."""
 
     name = "stop_out_cooldown"
-    trips = False  # pre-trade only: the guard skips it after each mark
 
     def __init__(self, cooldown_minutes: int) -> None:
         self.cooldown_ms = cooldown_minutes * 60_000
@@ -27,5 +26,3 @@ class StopOutCooldown:
                           self.cooldown_ms / 60_000)
         return None
 
-    def on_mark(self, view: RiskView) -> Trip | None:
-        return None
