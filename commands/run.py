@@ -66,8 +66,8 @@ def run(
 
 
 def _observer(state, as_json: bool, tui: bool | None, status_fn):
-    from sigmax_cli.live import live_dashboard
     from sigmax_cli.ui.dashboard import PlainProgress
+    from sigmax_cli.ui.live_panels import live_dashboard
     from sigmax_cli.ui.observer import NullObserver
 
     if as_json:

@@ -286,8 +286,8 @@ def test_live_dashboard_shows_the_exchange_beside_the_paper_panels():
     from rich.console import Console
 
     from sigmax_cli.brokers.live import ExchangeStatus
-    from sigmax_cli.live import live_layout
     from sigmax_cli.snapshot import EngineSnapshot, RiskRow
+    from sigmax_cli.ui.live_panels import live_layout
 
     snapshot = EngineSnapshot(mode="testnet", profile="conservative", run_id="testnet-x", strategy="rules",
                               bar_ms=1_614_556_800_000, bars_done=3, bars_total=None, speed=0.0, bars_per_second=0.0,

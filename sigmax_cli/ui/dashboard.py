@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -43,6 +43,8 @@ class Dashboard:
         refresh_per_second: redraw limit, > 0.
         clock: seconds, monotonic; ``time.monotonic`` unless a test injects one.
         screen: draw on the terminal's alternate screen (restored on exit).
+        layout: snapshot -> renderable; :func:`~sigmax_cli.ui.panels.build_layout` unless a
+            command adds panels (``run`` adds the exchange's).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Dashboard:
         refresh_per_second: float = 4.0,
         clock: Clock = time.monotonic,
         screen: bool = True,
+        layout: Callable[[EngineSnapshot], Any] = build_layout,
     ) -> None:
         if not refresh_per_second > 0:
             raise ValueError("refresh_per_second must be positive")
@@ -59,6 +62,7 @@ class Dashboard:
         self.interval = 1.0 / refresh_per_second
         self._clock = clock
         self._screen = screen
+        self._layout = layout
         self._live: Live | None = None
         self._last_draw = -math.inf
         self._urgent = False
@@ -69,7 +73,7 @@ class Dashboard:
 
     def __enter__(self) -> Dashboard:
         self._live = Live(
-            build_layout(self.snapshot) if self.snapshot else None,
+            self._layout(self.snapshot) if self.snapshot else None,
             console=self.console, screen=self._screen, auto_refresh=False,
         )
         self._live.start()
@@ -86,7 +90,7 @@ class Dashboard:
         self._urgent = False
         self.redraws += 1
         if self._live is not None:
-            self._live.update(build_layout(snapshot), refresh=True)
+            self._live.update(self._layout(snapshot), refresh=True)
 
     def on_start(self, snapshot: EngineSnapshot) -> None:
         self._draw(snapshot)
