@@ -4,8 +4,9 @@ the Telegram Bot API's sendMessage) and an SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import server_url, start_server, stop_server
 
 
 class HttpSink:
@@ -30,17 +31,15 @@ class HttpSink:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._handler = Handler
 
     def __enter__(self) -> HttpSink:
-        self._thread.start()
+        self.server, self._thread = start_server(self._handler, name="alert-sink")
+        self.url = server_url(self.server)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_server(self.server, self._thread)
 
 
 class SmtpSink:

@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from sigmax_cli.data.candles import Candles
+from tests.support.loopback import server_url, start_server, stop_server
 
 RECORDED = Path("exchange_api") / "binance_http_recorded_nautilus"
 CCXT_STATIC = Path("exchange_api") / "ccxt_static"
@@ -355,27 +356,16 @@ class BinanceEmulator:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the emulator is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return server_url(self._server)
 
     def start(self) -> BinanceEmulator:
         handler = type("_BoundHandler", (_HTTPHandler,), {"emulator": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="binance-emulator",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server, self._thread = start_server(handler, name="binance-emulator", server_class=_Server)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join()
+            stop_server(self._server, self._thread)
             self._server = None
 
     def __enter__(self) -> BinanceEmulator:

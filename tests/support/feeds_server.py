@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.loopback import server_url, start_server, stop_server
+
 FEEDS = ("coindesk", "cointelegraph", "decrypt", "theblock")
 LAST_MODIFIED = "Sat, 13 Dec 2025 11:05:41 GMT"  # the saved feeds' lastBuildDate
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
@@ -76,6 +78,7 @@ class FeedsServer:
         self._closing = threading.Event()
         self.feeds = {name: self._feed_file(name).read_bytes() for name in FEEDS}
         self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- data -------------------------------------------------------------------------------
     def _feed_file(self, name: str) -> Path:
@@ -169,17 +172,13 @@ class FeedsServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="feeds-server",
-                         daemon=True).start()
+        self._server, self._thread = start_server(Handler, name="feeds-server")
+        self.url = server_url(self._server)
 
     def stop(self) -> None:
         self._closing.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            stop_server(self._server, self._thread)
 
     # -- answers ----------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:

@@ -31,6 +31,8 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from tests.support.loopback import server_url, start_server, stop_server
+
 ADVISORIES = Path(__file__).resolve().parent.parent / "fixtures" / "osv"
 
 
@@ -82,8 +84,7 @@ class OsvServer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("OsvServer not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return server_url(self._server)
 
     @property
     def query_url(self) -> str:
@@ -135,16 +136,12 @@ class OsvServer:
                             return
                 self._send(404, {"code": 5, "message": "Bug not found."})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="osv-server", daemon=True)
-        self._thread.start()
+        self._server, self._thread = start_server(Handler, name="osv-server", port=self._port)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            stop_server(self._server, self._thread)
             self._server = None
 
     def __enter__(self) -> OsvServer:
