@@ -138,7 +138,7 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
     report.step(("kill switch was already engaged since " + _iso(status.since_ms) if before.engaged
                  else "kill switch engaged") + f" ({status.source or 'file'})")
 
-    _ledger_record(settings, report, "killswitch.engaged", f"kill switch engaged by {by}: {reason}")
+    ledger_symbols = _ledger_record(settings, report, "killswitch.engaged", f"kill switch engaged by {by}: {reason}")
 
     if exchange is None and settings.api_key is not None:
         try:
@@ -148,7 +148,8 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
         except SigmaxError as exc:
             report.failures.append(f"exchange: {exc.sentence()}")
     if exchange is not None:
-        _clear_exchange(settings, report, exchange, flatten, retry, sleep)
+        report.symbols = list(dict.fromkeys([*settings.symbols, *ledger_symbols]))
+        _clear_exchange(report, exchange, flatten, retry, sleep)
     elif not report.failures:
         report.notes.append("no exchange keys configured (SIGMAX_API_KEY): nothing to cancel on an exchange; "
                             "paper bots cancel their own orders when they halt")
@@ -172,6 +173,8 @@ def _alert(settings, report: IncidentReport, trigger: str, severity: str, title:
     history = dispatcher.drain_history()
     report.notes.extend(f"alert {h['channel']}: {h['status']}" + (f" ({h['error']})" if h.get("error") else "")
                         for h in history)
+    if any(d.startswith("ledger:") for d in report.degraded):
+        return  # the ledger was already found down: do not wait for its connect timeout again
     try:
         from sigmax_cli.ledger import Ledger
 
@@ -181,9 +184,12 @@ def _alert(settings, report: IncidentReport, trigger: str, severity: str, title:
         pass  # the ledger being down is already in the report
 
 
-def _ledger_record(settings, report: IncidentReport, kind: str, message: str, level: str = "critical") -> None:
+def _ledger_record(settings, report: IncidentReport, kind: str, message: str, level: str = "critical") -> list[str]:
+    """Record the event, list the running bots in ``report``; return the symbols the ledger
+    shows open orders for (empty, and the report degraded, when the ledger is down)."""
     from sigmax_cli.ledger import Ledger, now_ms
 
+    symbols: list[str] = []
     try:
         with Ledger(settings.ledger_url) as ledger:
             ledger.record_event(None, now_ms(), level, kind, message,
@@ -197,37 +203,21 @@ def _ledger_record(settings, report: IncidentReport, kind: str, message: str, le
                 rows = conn.execute(select(schema.heartbeats).where(schema.heartbeats.c.status == "running"))
                 report.running_bots = [{"bot_id": r.bot_id, "run_id": r.run_id, "host": r.host, "pid": r.pid,
                                         "last_seen_ms": r.ts_ms} for r in rows]
+                symbols = [s for (s,) in conn.execute(select(schema.orders.c.symbol).distinct().where(
+                    schema.orders.c.status.in_(("new", "open", "partially_filled"))))]
         report.step("ledger: event recorded")
     except SigmaxError as exc:
         report.degraded.append(f"ledger: {exc.sentence()}")
         report.step("ledger: unavailable, event not recorded")
-
-
-def _symbols(settings, report: IncidentReport) -> list[str]:
-    symbols = list(dict.fromkeys(settings.symbols))
-    try:
-        from sqlalchemy import select
-
-        from sigmax_cli.ledger import Ledger, schema
-
-        with Ledger(settings.ledger_url) as ledger, ledger.engine.connect() as conn:
-            rows = conn.execute(select(schema.orders.c.symbol).distinct().where(
-                schema.orders.c.status.in_(("new", "open", "partially_filled"))))
-            for (symbol,) in rows:
-                if symbol not in symbols:
-                    symbols.append(symbol)
-    except SigmaxError:
-        pass  # already reported as degraded
     return symbols
 
 
-def _clear_exchange(settings, report: IncidentReport, exchange: Any, flatten: bool, retry: Any, sleep) -> None:
+def _clear_exchange(report: IncidentReport, exchange: Any, flatten: bool, retry: Any, sleep) -> None:
     from sigmax_cli.exchange.errors import RetryPolicy
 
     retry = retry or RetryPolicy(attempts=4, base_delay=0.25, max_delay=4.0)
     counter = _CountingExchange(exchange)
     report.exchange = getattr(exchange, "id", "exchange")
-    report.symbols = _symbols(settings, report)
     try:
         retry.call(exchange, "load_markets")
         report.balances_before = _balances(retry, exchange)
