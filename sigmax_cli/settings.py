@@ -15,29 +15,39 @@ durations carry their unit in the name (``_minutes``, ``_seconds``); timestamps 
 Secrets (API keys, passwords, webhook URLs, the password inside a database or Redis URL)
 are ``SecretStr`` or redacted by :func:`redacted_dict`; :func:`secret_values` lists them
 so that logging can mask them (see ``sigmax_cli.logs``).
+
+The layers are merged here (:func:`load_settings`) and validated once by pydantic. This
+module used pydantic-settings for the merge until it was measured: importing it costs about
+30 ms and building its sources another 6 ms per invocation (``python -X importtime`` and
+``benchmarks/health_latency.py``), half the whole ``import typer, rich`` that ``sigmax health``
+is held to 4 times of; the merge it did for us is the fifty lines of :func:`env_layer` and
+:func:`deep_merge`. The rules are the ones it applied: ``SIGMAX_`` prefix, case-insensitive
+names, ``__`` nesting, blank values mean unset, env-file keys without the prefix are left
+alone, an unknown ``SIGMAX_*`` name is an error inside a section or in an env file (a typo
+there would otherwise be silently ignored) and ignored at the top level of the environment
+(other tools set ``SIGMAX_*`` variables of their own).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
 from sigmax_cli.errors import ConfigError
 
 BUILTIN_PROFILES = ("conservative", "balanced", "aggressive")
 DEFAULT_PROFILE = "conservative"
 REDACTED = "***"
+ENV_PREFIX = "SIGMAX_"
+"""Prefix of every setting's environment variable (``SIGMAX_TIMEFRAME``)."""
+ENV_NESTED = "__"
+"""Separator of nested names (``SIGMAX_RISK__MAX_ORDER_NOTIONAL``, ``SIGMAX_HEALTH__DISK_FREE_PCT__WARNING``)."""
 
 
 def _split_csv(value: Any) -> Any:
@@ -125,11 +135,11 @@ class ResearchSettings(_Section):
     comma-separated string (``SIGMAX_RESEARCH__SYMBOLS=BTC,ETH``).
     """
 
-    sources: Annotated[list[str], NoDecode] = Field(
+    sources: list[str] = Field(
         default_factory=lambda: ["rss", "feargreed", "coingecko", "cryptopanic"])
-    feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_FEEDS))
-    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH", "SOL", "XRP"])
-    market_coins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC", "ETH"])
+    feeds: list[str] = Field(default_factory=lambda: list(DEFAULT_FEEDS))
+    symbols: list[str] = Field(default_factory=lambda: ["BTC", "ETH", "SOL", "XRP"])
+    market_coins: list[str] = Field(default_factory=lambda: ["BTC", "ETH"])
     half_life_hours: float = Field(6.0, gt=0, description="hours; weight of an item halves per half-life")
     lookback_hours: float = Field(48.0, gt=0, description="hours; items published earlier are not aggregated")
     stream: str = Field("sigmax:signals", min_length=1, description="Redis stream key of published signals")
@@ -263,7 +273,7 @@ class AlertSettings(_Section):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = Field("sigmax@localhost", description="From address")
-    smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list, description="recipients")
+    smtp_to: list[str] = Field(default_factory=list, description="recipients")
     smtp_starttls: bool = Field(True, description="STARTTLS before login")
     min_severity: Literal["info", "warning", "error", "critical"] = "warning"
     debounce_seconds: float = Field(300.0, ge=0, description="seconds a trigger stays quiet after firing")
@@ -325,23 +335,16 @@ class RLSettings(_Section):
         "None = the file the model was trained with")
 
 
-class Settings(BaseSettings):
-    """Everything one sigmax invocation reads. Frozen; build with :func:`load_settings`."""
+class Settings(BaseModel):
+    """Everything one sigmax invocation reads. Frozen; build with :func:`load_settings`, which
+    merges the layers (command line, environment, env file, profile) before validation."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SIGMAX_",
-        env_nested_delimiter="__",
-        frozen=True,
-        extra="forbid",
-        case_sensitive=False,
-        env_ignore_empty=True,          # SIGMAX_API_KEY= (blank) means "not set"
-        dotenv_filtering="match_prefix",  # other tools' keys in an env file are left alone
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     home: Path = Field(default_factory=lambda: default_home())
     profile: str = DEFAULT_PROFILE
     exchange: str = "binance"
-    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC/USDT"])
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
     timeframe: str = "1h"
     quote: str = "USDT"
     database_url: SecretStr | None = None
@@ -468,18 +471,63 @@ def read_profile(name: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read profile {path} ({exc.strerror})", "check its permissions") from exc
 
 
-class _DictSource(PydanticBaseSettingsSource):
-    """A settings source that yields a pre-parsed dict (the profile TOML)."""
+def env_layer(variables: Mapping[str, str | None], *, strict: bool, source: str = "the environment") -> dict[str, Any]:
+    """The ``SIGMAX_*`` entries of ``variables`` as a settings dict.
 
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self._data = data
+    ``SIGMAX_RISK__MAX_OPEN_ORDERS=9`` becomes ``{"risk": {"max_open_orders": "9"}}`` (values
+    stay strings; validation converts them). Names are case-insensitive; blank and ``None``
+    values are left out (``SIGMAX_API_KEY=`` means "not set"); names without the prefix are
+    ignored.
 
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
-        return self._data.get(field_name), field_name, False
+    Args:
+        variables: the environment, or the pairs of an env file.
+        strict: whether an unknown top-level name is an error (an env file) or ignored (the
+            environment, where other tools keep ``SIGMAX_*`` variables of their own).
+            Unknown names *inside* a section are kept either way, so that validation rejects
+            them as unknown settings.
+        source: where the variables come from, for messages ("env file .env.testnet").
 
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
+    Raises:
+        ConfigError: an unknown top-level name when ``strict``; a name that is both a value
+            and a section (``SIGMAX_RISK`` beside ``SIGMAX_RISK__MAX_OPEN_ORDERS``).
+    """
+    fields = Settings.model_fields
+    out: dict[str, Any] = {}
+    for name, value in variables.items():
+        if value is None or value == "" or not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split(ENV_NESTED)
+        if path[0] not in fields:
+            if strict:
+                raise ConfigError(f"unknown setting {'.'.join(path)!r} ({name} in {source})",
+                                  "check its spelling against .env.testnet.example")
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name} and {ENV_PREFIX}{part.upper()} are both set in {source}",
+                                  "keep one of them")
+        if isinstance(node.get(path[-1]), dict):
+            raise ConfigError(f"{name} and {name}{ENV_NESTED}... are both set in {source}", "keep one of them")
+        node[path[-1]] = value
+    return out
+
+
+def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge settings dicts, later layers winning; nested dicts (sections, threshold pairs)
+    merge key by key, so that ``SIGMAX_RISK__MAX_OPEN_ORDERS`` overrides one value of the
+    profile's ``[risk]`` table and keeps the rest."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            elif isinstance(value, Mapping):
+                out[key] = deep_merge(value)
+            else:
+                out[key] = value
+    return out
 
 
 def load_settings(
@@ -511,24 +559,16 @@ def load_settings(
         from dotenv import dotenv_values
 
         file_values = {k.upper(): v for k, v in dotenv_values(env_file).items()}
-    profile_name = (profile or os.environ.get("SIGMAX_PROFILE") or file_values.get("SIGMAX_PROFILE")
-                    or DEFAULT_PROFILE)
+    environ = env_layer(os.environ, strict=False)
+    from_file = env_layer(file_values, strict=True, source=f"env file {env_file}")
+    profile_name = profile or environ.get("profile") or from_file.get("profile") or DEFAULT_PROFILE
     profile_data = read_profile(profile_name)
-    profile_data["profile"] = profile_name
     init = _drop_none(overrides or {})
     if home is not None:
         init["home"] = Path(home)
     init["profile"] = profile_name  # the profile actually read, whichever layer named it
-
-    class _Invocation(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        ):
-            return (init_settings, env_settings, dotenv_settings, _DictSource(settings_cls, profile_data))
-
     try:
-        return _Invocation(_env_file=env_file, **init)
+        return Settings.model_validate(deep_merge(profile_data, from_file, environ, init))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"

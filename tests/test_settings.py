@@ -134,3 +134,26 @@ def test_redaction_in_config_command_logs_and_errors(cli, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "connecting with ***" in err and "very-secret" not in err
     logging.getLogger("sigmax").handlers.clear()
+
+
+def test_env_layers_nest_ignore_blanks_and_reject_typos(tmp_path, monkeypatch):
+    monkeypatch.setenv("sigmax_health__disk_free_pct__warning", "30")   # names are case-insensitive
+    monkeypatch.setenv("SIGMAX_API_KEY", "")                            # blank means unset
+    monkeypatch.setenv("SIGMAX_SOMETHING_ELSE", "x")                    # another tool's variable: ignored
+    env_file = tmp_path / "e.env"
+    env_file.write_text("SIGMAX_PROFILE=balanced\nOTHER_TOOL=1\nSIGMAX_RISK__MAX_OPEN_ORDERS=3\n")
+    s = load_settings(env_file=env_file)
+    assert s.profile == "balanced"                                   # named by the env file
+    assert s.health.disk_free_pct.warning == 30 and s.health.disk_free_pct.critical == 10  # half a pair
+    assert s.api_key is None and s.risk.max_open_orders == 3
+
+    env_file.write_text("SIGMAX_REDIS_URLL=redis://127.0.0.1:6379/0\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'redis_urll' \(SIGMAX_REDIS_URLL in env file"):
+        load_settings(env_file=env_file)
+    monkeypatch.setenv("SIGMAX_RISK", "5")
+    monkeypatch.setenv("SIGMAX_RISK__MAX_OPEN_ORDERS", "5")
+    with pytest.raises(ConfigError, match="both set"):
+        load_settings()
+    monkeypatch.delenv("SIGMAX_RISK__MAX_OPEN_ORDERS")
+    with pytest.raises(ConfigError, match="setting 'risk' is invalid"):
+        load_settings()
