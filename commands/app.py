@@ -1,11 +1,15 @@
-"""The root ``sigmax`` Typer app: global options, command registration, one error boundary.
+"""The root ``sigmax`` Typer app: global options, the command table, one error boundary.
 
-Every command module is imported here, so each must stay light: heavy libraries (ccxt,
-pandas, torch, stable-baselines3) are imported inside the code path that needs them.
+Commands load lazily: ``sigmax health`` imports ``commands.health`` and no other command
+module (``COMMANDS`` names each command's module); ``sigmax --help`` imports them all for
+their one-line help. Command modules still stay light: heavy libraries (ccxt, pandas, torch,
+stable-baselines3) are imported inside the code path that needs them.
 """
 
 
+import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,14 +23,80 @@ from sigmax_cli.errors import SigmaxError
 
 UNEXPECTED_EXIT = 70  # EX_SOFTWARE, sysexits.h
 
+COMMANDS: dict[str, str] = {
+    "config": "config",
+    "paper": "paper",
+    "report": "report",
+    "panic": "panic",
+    "monitor": "monitor",
+    "data": "data",
+    "research": "research",
+    "security-scan": "security",
+    "backup": "backup",
+    "restore": "restore",
+    "health": "health",
+    "train-rl": "train_rl",
+    "run": "run",
+}
+"""Every ``sigmax`` command, in ``--help`` order, and its module under ``commands/``. A module
+holds a Typer ``app``: one command of that name, or (``data``, ``backup``) a group."""
+
+
+class LazyCommands(MutableMapping):
+    """The root group's commands by name, each built from its module on first access.
+
+    Click and Typer read a group's commands through ``group.commands`` (lookup, ``--help``
+    listing, "did you mean" suggestions), so a mapping that imports on ``__getitem__`` makes
+    the whole CLI lazy without overriding them.
+    """
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self._table = dict(table)
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in self._table:
+                raise KeyError(name)
+            self._built[name] = _build_command(name, self._table[name])
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+        self._table.setdefault(name, "")
+
+    def __delitem__(self, name: str) -> None:
+        del self._table[name]
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _build_command(name: str, module_name: str) -> Any:
+    """The Click command ``name`` from ``commands.<module_name>``, built as ``add_typer`` on
+    the root app would build it (plain Click help: ``rich_markup_mode=None``)."""
+    module = importlib.import_module(f"commands.{module_name}")
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False, pretty_exceptions_enable=False)
+    is_group = module.app.registered_callback is not None or len(module.app.registered_commands) > 1
+    holder.add_typer(module.app, name=name if is_group else None)
+    return typer.main.get_group(holder).commands[name]
+
 
 class SigmaxGroup(TyperGroup):
     """Click group whose ``invoke`` is the single place errors become exit codes.
 
     A :class:`SigmaxError` prints ``error: <cause>; <fix>.`` on stderr and exits with the
     error's code; any other exception prints one line and exits 70. With ``-v`` the
-    traceback follows. Ctrl-C exits 130.
+    traceback follows. Ctrl-C exits 130. Its commands are :data:`COMMANDS`, loaded lazily.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(COMMANDS)
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -120,36 +190,6 @@ def root(
     )
     ctx.obj = state
     setup_logging(state.verbosity, no_color=no_color)
-
-
-def _register() -> None:
-    from commands import config, data, monitor, panic, paper, report
-
-    for module in (config, paper, report, panic, monitor):
-        app.add_typer(module.app)
-    app.add_typer(data.app, name="data")
-    from commands import research  # issue 7
-
-    app.add_typer(research.app)
-    from commands import security  # issue 10
-
-    app.add_typer(security.app)
-    from commands import backup, restore  # issue 9
-
-    app.add_typer(backup.app, name="backup")
-    app.add_typer(restore.app)
-    from commands import health  # issue 8
-
-    app.add_typer(health.app)
-    from commands import train_rl  # issue 6
-
-    app.add_typer(train_rl.app)
-    from commands import run  # issue 4
-
-    app.add_typer(run.app)
-
-
-_register()
 
 
 def main() -> None:

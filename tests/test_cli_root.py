@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from commands.app import COMMANDS
 from sigmax_cli import __version__
 from tests.conftest import FREQTRADE_1H
 
@@ -23,12 +25,39 @@ def test_version_and_help(cli):
         assert command in result.stdout
 
 
+def _modules_after(*argv: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a fresh interpreter has imported after running ``sigmax ARGV``."""
+    code = ("import sys\nfrom commands.app import main\nsys.argv = ['sigmax', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('\\nMODULES ' + ' '.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, text=True, env=env)
+    return set(out.stderr.rsplit("MODULES ", 1)[1].split())
+
+
 def test_help_does_not_import_heavy_libraries():
-    code = ("import sys\nfrom commands.app import app\n"
-            "heavy = [m for m in ('ccxt', 'pandas', 'torch', 'stable_baselines3', 'matplotlib', 'sqlalchemy')"
-            " if m in sys.modules]\nprint(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    loaded = _modules_after("--help")
+    assert not loaded & {"ccxt", "pandas", "torch", "stable_baselines3", "matplotlib", "sqlalchemy"}
+    assert {f"commands.{module}" for module in COMMANDS.values()} <= loaded  # --help lists them all
+
+
+def test_a_command_imports_its_own_module_only(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGMAX_")}
+    loaded = _modules_after("--home", str(tmp_path), "health", "--check", "system", env=env)
+    assert {m for m in loaded if m.startswith("commands.")} == {"commands.app", "commands.context", "commands.health"}
+    assert not loaded & {"rich", "sqlalchemy", "pydantic_settings", "redis", "psycopg", "ccxt", "pandas"}
+
+
+def test_every_command_in_the_table_builds_under_its_name():
+    from typer.main import get_command
+
+    from commands.app import app
+
+    root = get_command(app)
+    assert list(root.commands) == list(COMMANDS)
+    for name in COMMANDS:
+        command = root.commands[name]
+        assert command.name == name and (command.help or "").strip(), name
+    assert root.commands["data"].list_commands(None) == ["check", "download"]
 
 
 def test_console_script_runs_without_a_traceback():
