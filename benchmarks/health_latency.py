@@ -2,8 +2,9 @@
 
 A temporary state directory gets a real ledger as a healthy installation has it (a live bot
 beating with a fresh candle, a verified backup, a research item). Then each command runs
-several times in fresh interpreters, after one warm-up run each, and the medians are
-compared with the baseline measured in the same run. Target ratio: <= 4.
+several times in fresh interpreters, in interleaved rounds after one warm-up round, with
+sigmax's modules byte-compiled as an install has them (see benchmarks/_startup.py), and the
+medians are compared with the baseline measured in the same run. Target ratio: <= 4.
 
     baseline      python -c "import typer, rich"
     floor         import commands.app; load_settings() - what every command that reads its
@@ -34,20 +35,12 @@ import time
 import uuid
 from pathlib import Path
 
+from _startup import compile_sigmax, interleaved_medians
+
 LOCAL = "ledger,redis,system,heartbeat,killswitch,data,backup"
 HOUR = 3_600_000
 TARGET = 4.0
 FLOOR = "import commands.app\nfrom sigmax_cli.settings import load_settings\nload_settings()"
-
-
-def median_seconds(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> float:
-    subprocess.run(cmd, capture_output=True, env=env)  # warm-up (health exits 0-3: not checked)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, env=env)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def healthy_ledger(url: str, home: Path) -> None:
@@ -159,15 +152,20 @@ def main() -> None:
             healthy_ledger(pg_url, home)
             configs.append(("pg+redis", {**configs[-1][1], "SIGMAX_DATABASE_URL": pg_url}))
         try:
-            base = median_seconds([sys.executable, "-c", "import typer, rich"], args.runs, base_env)
+            print(compile_sigmax())
+            env_of = {label: {**base_env, **extra} for label, extra in configs}
+            checked = {label: subprocess.run(health, capture_output=True, text=True, env=env)
+                       for label, env in env_of.items()}
+            commands = {"base": ([sys.executable, "-c", "import typer, rich"], base_env),
+                        "floor": ([sys.executable, "-c", FLOOR], env_of["sqlite"]),
+                        **{label: (health, env) for label, env in env_of.items()}}
+            medians = interleaved_medians(commands, args.runs)
+            base = medians["base"]
             print(f"python -c 'import typer, rich'    median {base * 1000:7.1f} ms  ({args.runs} runs)")
-            floor = median_seconds([sys.executable, "-c", FLOOR], args.runs, {**base_env, **configs[0][1]})
-            print(f"app + settings (every command)   median {floor * 1000:7.1f} ms  ratio {floor / base:.2f}  "
-                  "(the floor under any command that reads its settings)")
-            for label, extra in configs:
-                env = {**base_env, **extra}
-                check = subprocess.run(health, capture_output=True, text=True, env=env)
-                seconds = median_seconds(health, args.runs, env)
+            print(f"app + settings (every command)   median {medians['floor'] * 1000:7.1f} ms  "
+                  f"ratio {medians['floor'] / base:.2f}  (the floor under any command that reads its settings)")
+            for label, check in checked.items():
+                seconds = medians[label]
                 ratio = seconds / base
                 verdict = "met" if ratio <= TARGET else "NOT met"
                 status = check.stdout.split(" - ", 1)[0] or check.stderr.strip()
