@@ -6,7 +6,7 @@ confirmation and capital cap, keys, kill switch, strategy, exchange id and testn
 markets, symbols and timeframe, then the keys and the clock with one signed read
 (``fetch_balance``). :func:`run_live` then opens the ledger and runs:
 
-1. Prometheus metrics on ``--metrics-port`` (bound by :func:`prepare_live`: a port in use is
+1. Prometheus metrics on ``--metrics-port`` (:mod:`sigmax_cli.telemetry`; bound by :func:`prepare_live`: a port in use is
    refused before anything is written);
 2. the run is recorded; reconciliation at start (:mod:`sigmax_cli.brokers.reconcile`);
 3. the broker's book is seeded: positions carried over from earlier runs, and quote capital
@@ -26,7 +26,6 @@ Time is the exchange's: :class:`ExchangeClock` follows its ``fetch_time`` (re-re
 
 from __future__ import annotations
 
-import json
 import socket
 import stat
 import threading
@@ -45,6 +44,7 @@ from sigmax_cli.markets import MarketRules
 from sigmax_cli.paper import new_run_id, refuse_if_killswitch_engaged
 from sigmax_cli.settings import Settings
 from sigmax_cli.snapshot import EventRow
+from sigmax_cli.telemetry import LiveMetrics, RedisHeartbeat
 
 log = get_logger(__name__)
 ENVS = ("testnet", "live")
@@ -294,122 +294,6 @@ def _check_account(broker: LiveBroker, exchange: Any, settings: Settings, env: s
     uid = str(info["uid"]) if isinstance(info, dict) and info.get("uid") is not None else None
     free = float((balance.get("free") or {}).get(quote) or 0.0)
     return AccountInfo(exchange.id, env, api_url(exchange), key_tail(settings), uid, quote, free)
-
-
-# ====================================================================== metrics
-class LiveMetrics:
-    """Prometheus metrics of one run, in their own registry (prometheus-client).
-
-    Counters: ``sigmax_orders_total{symbol,side}``, ``sigmax_fills_total{symbol,side}``,
-    ``sigmax_rejections_total{source}`` (``exchange`` refused, ``risk`` denied),
-    ``sigmax_exchange_errors_total{error_class}``, ``sigmax_ticks_total``. Gauges (quote
-    currency): ``sigmax_equity``, ``sigmax_pnl`` (equity - initial equity),
-    ``sigmax_drawdown_ratio`` (fraction below the peak), ``sigmax_trading_state{state}``
-    (1 for the current state), ``sigmax_exchange_connected``. Histogram:
-    ``sigmax_exchange_latency_seconds{method}``.
-    """
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-    def __init__(self, run_id: str, env: str, exchange: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        reg = self.registry = CollectorRegistry()
-        self.orders = Counter("sigmax_orders", "Orders placed on the exchange", ["symbol", "side"], registry=reg)
-        self.fills = Counter("sigmax_fills", "Executions of the run's orders", ["symbol", "side"], registry=reg)
-        self.rejections = Counter("sigmax_rejections", "Orders refused (exchange) or denied (risk)", ["source"],
-                                  registry=reg)
-        self.errors = Counter("sigmax_exchange_errors", "Failed exchange calls by error class", ["error_class"],
-                              registry=reg)
-        self.ticks = Counter("sigmax_ticks", "Closed bars processed", registry=reg)
-        self.latency = Histogram("sigmax_exchange_latency_seconds", "Exchange call latency", ["method"],
-                                 buckets=self.BUCKETS, registry=reg)
-        self.equity = Gauge("sigmax_equity", "Mark-to-market equity, quote currency", registry=reg)
-        self.pnl = Gauge("sigmax_pnl", "Equity minus initial equity, quote currency", registry=reg)
-        self.drawdown = Gauge("sigmax_drawdown_ratio", "Fraction of equity below its peak", registry=reg)
-        self.state = Gauge("sigmax_trading_state", "1 for the current trading state", ["state"], registry=reg)
-        self.connected = Gauge("sigmax_exchange_connected", "1 when the last exchange call answered", registry=reg)
-        Gauge("sigmax_run_info", "The run this process trades", ["run_id", "env", "exchange"],
-              registry=reg).labels(run_id, env, exchange).set(1)
-        self._denials = 0
-        self._server: Any = None
-
-    # MetricsSink of the broker
-    def call(self, method: str, seconds: float, error_class: str | None) -> None:
-        self.latency.labels(method).observe(seconds)
-        if error_class is not None:
-            self.errors.labels(error_class).inc()
-        self.connected.set(0 if error_class in ("temporary", "rate_limited") else 1)
-
-    def order(self, order: Any, event: str) -> None:
-        if event == "placed":
-            self.orders.labels(order.symbol, order.side).inc()
-        else:
-            self.rejections.labels("exchange").inc()
-
-    def fill(self, fill: Any) -> None:
-        self.fills.labels(fill.symbol, fill.side).inc()
-
-    def update(self, engine: Engine) -> None:
-        """Gauges from the engine after a tick."""
-        self.ticks.inc()
-        self.equity.set(engine.equity)
-        self.pnl.set(engine.equity - engine.cfg.initial_equity)
-        self.drawdown.set((engine.peak - engine.equity) / engine.peak if engine.peak > 0 else 0.0)
-        current = engine.guard.state.value
-        for state in ("ACTIVE", "REDUCING", "HALTED"):
-            self.state.labels(state).set(1 if state == current else 0)
-        if engine.denials > self._denials:
-            self.rejections.labels("risk").inc(engine.denials - self._denials)
-            self._denials = engine.denials
-
-    def serve(self, host: str, port: int) -> None:
-        """Serve ``/metrics`` on ``host:port`` in a background thread.
-
-        Raises:
-            ConfigError: the address cannot be bound (port in use, bad host).
-        """
-        from prometheus_client import start_http_server
-
-        try:
-            self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc})",
-                              "pick another --metrics-port or free that one") from None
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-# ====================================================================== heartbeats in Redis
-class RedisHeartbeat:
-    """``SET <prefix>heartbeat:<bot id> <json> EX <ttl>`` every tick; Redis trouble is logged
-    once and never stops trading (:attr:`degraded` says why)."""
-
-    def __init__(self, url: str, prefix: str, bot_id: str, ttl_seconds: float) -> None:
-        import redis
-
-        self.key = f"{prefix}heartbeat:{bot_id}"
-        self.ttl = max(1, int(ttl_seconds))
-        self.degraded: str | None = None
-        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-    def beat(self, doc: dict[str, Any]) -> None:
-        import redis
-
-        try:
-            self._client.set(self.key, json.dumps(doc, default=str), ex=self.ttl)
-            self.degraded = None
-        except redis.RedisError as exc:
-            if self.degraded is None:
-                log.warning("cannot write the heartbeat to Redis (%s); the ledger still has it", exc)
-            self.degraded = str(exc)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 # ====================================================================== the run

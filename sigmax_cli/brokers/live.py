@@ -97,7 +97,7 @@ class ClockSkew(ConfigError):
 
 
 class MetricsSink(Protocol):
-    """Where the broker reports what it does (``sigmax_cli.live.LiveMetrics``)."""
+    """Where the broker reports what it does (``sigmax_cli.telemetry.LiveMetrics``)."""
 
     def call(self, method: str, seconds: float, error_class: str | None) -> None:
         """One exchange call took ``seconds``; ``error_class`` when it failed."""
