@@ -19,6 +19,7 @@ from tests.test_backup_archive import (
     engage_kill_switch,
     files_state,
     paper_run,
+    refused,
     run_json,
     table_rows,
 )
@@ -104,6 +105,37 @@ def test_restore_into_an_empty_database_after_a_lost_server(cli, tmp_path, pg_db
     done = run_json(cli, "restore", "--latest", env=env)
     assert done["archive"] == archive and done["safety_backup"] is not None
     assert _without_restore_bookkeeping(table_rows(pg_db)) == _without_restore_bookkeeping(before)
+
+
+@pytest.mark.postgres
+def test_hosts_sharing_a_postgresql_ledger_lock_each_other_out(cli, tmp_path, pg_db):
+    """Two SIGMAX_HOMEs (two hosts) on one PostgreSQL ledger: a restore on one refuses backups
+    and restores on the other; backups on both at once are fine; the lock dies with its session."""
+    from sigmax_cli.backup.lock import BackupLock
+
+    env = {"SIGMAX_DATABASE_URL": pg_db}
+    paper_run(cli, env=env)
+    host_a, host_b = tmp_path / "home", tmp_path / "host-b"
+    archive = run_json(cli, "--home", host_b, "backup", "--include", "ledger", env=env)["archive"]
+    engage_kill_switch(host_b)
+    restoring = BackupLock(host_a, "restore", pg_db)  # host A restores (its own file lock, the ledger's lock)
+    restoring.acquire()
+    try:
+        before = table_rows(pg_db)
+        refused(cli("--home", host_b, "backup", "--include", "ledger", env=env), 11, "sigmax restore pid")
+        refused(cli("--home", host_b, "restore", archive, env=env), 11, "shared PostgreSQL ledger")
+        assert table_rows(pg_db) == before
+        assert run_json(cli, "--home", host_b, "backup", "--include", "config", env=env)["archive"]
+    finally:
+        restoring.release()
+    backing_up = BackupLock(host_a, "backup", pg_db)  # host A backs up: host B may too, but not restore
+    backing_up.acquire()
+    try:
+        assert run_json(cli, "--home", host_b, "backup", "--include", "ledger", env=env)["verified"]
+        refused(cli("--home", host_b, "restore", archive, env=env), 11, "sigmax backup pid")
+    finally:
+        backing_up.release()
+    assert run_json(cli, "--home", host_b, "restore", archive, env=env)["archive"] == archive
 
 
 def _redis_state(client, prefix: str) -> dict[bytes, tuple]:

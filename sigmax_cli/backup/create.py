@@ -97,7 +97,8 @@ def create_backup(settings: Any, *, tag: str | None = None, out_dir: Path | None
     directory = Path(out_dir) if out_dir else backups_dir(settings)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory", "pass a directory to --out")
-    with nullcontext() if locked else BackupLock(settings.home, "backup"):
+    ledger_url = settings.ledger_url if "ledger" in kinds else None
+    with nullcontext() if locked else BackupLock(settings.home, "backup", ledger_url):
         clean_stale(directory)
         created = int(time.time() * 1000)
         while (directory / archive_name(created, tag)).exists():

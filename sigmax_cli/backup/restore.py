@@ -122,7 +122,7 @@ def restore(settings: Any, archive: Path | None = None, *, latest: bool = False,
                           "an archive and --latest name two different backups", "give exactly one of them")
     if archive is not None and not Path(archive).is_file():
         raise ArchiveNotFound(f"there is no archive at {archive}", "list the archives with `sigmax backup list`")
-    with BackupLock(settings.home, "restore"):
+    with BackupLock(settings.home, "restore", settings.ledger_url if only is None or "ledger" in only else None):
         path = Path(archive) if archive is not None else latest_archive(settings, directory)
         with opened(settings, path, kinds=only, observer=observer) as arc:
             kinds = [k for k in arc.index.kinds if only is None or k in only]
