@@ -6,8 +6,8 @@ confirmation and capital cap, keys, kill switch, strategy, exchange id and testn
 markets, symbols and timeframe, then the keys and the clock with one signed read
 (``fetch_balance``). :func:`run_live` then opens the ledger and runs:
 
-1. Prometheus metrics on ``--metrics-port`` (:mod:`sigmax_cli.telemetry`; bound by :func:`prepare_live`: a port in use is
-   refused before anything is written);
+1. Prometheus metrics on ``--metrics-port`` (:mod:`sigmax_cli.telemetry`; bound by
+   :func:`prepare_live`: a port in use is refused before anything is written);
 2. the run is recorded; reconciliation at start (:mod:`sigmax_cli.brokers.reconcile`);
 3. the broker's book is seeded: positions carried over from earlier runs, and quote capital
    ``min(exchange quote balance, risk.max_capital - cost of carried positions)``;
