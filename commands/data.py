@@ -73,7 +73,9 @@ def download(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Download closed OHLCV bars into freqtrade JSON files; a rerun resumes each file."""
+    """Download closed OHLCV bars into freqtrade JSON files; a rerun resumes each file.
+
+    Also merges the symbols' ccxt markets (precision, limits) into markets.json there."""
     from sigmax_cli.data.download import download_many, parse_date_ms
     from sigmax_cli.exchange.client import exchange_from_settings
 
@@ -90,7 +92,7 @@ def download(
                              until_ms, observer)
 
     if as_json:
-        print_json({"files": [r.to_dict() for r in run()]})
+        print_json(run().to_dict())
         return
     if console.is_terminal:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -98,15 +100,17 @@ def download(
         columns = (TextColumn("{task.description}"), BarColumn(),
                    TextColumn("{task.fields[bars]} bars"), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
-            results = run(_ProgressObserver(progress))
+            batch = run(_ProgressObserver(progress))
     else:
-        results = run(_LineObserver(console))
-    for r in results:
+        batch = run(_LineObserver(console))
+    for r in batch.results:
         doc = r.to_dict()
         where = r.path.name if r.path else "no file (no closed bar in the range)"
         span = f" ({doc['first']} .. {doc['last']})" if r.first_ms is not None else ""
         console.print(f"{r.symbol} {r.timeframe}: +{r.bars_added} bars, {r.bars_total} in "
                       f"{where}{span}, {len(r.gaps)} gap(s), {r.missing_bars} missing bar(s)")
+    if batch.markets_file is not None:
+        console.print(f"market rules (precision, limits) in {batch.markets_file}")
     console.print(f"files in {out_dir}")
 
 

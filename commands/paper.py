@@ -29,7 +29,8 @@ def paper(
     fee: Annotated[float | None, typer.Option("--fee", help="Maker and taker fee, fraction (0.001 = 0.1%).")] = None,
     slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="Market-fill slippage, bps.")] = None,
     markets: Annotated[Path | None, typer.Option("--markets", help="ccxt markets JSON for precision and "
-                                                 "minimums (default: SIGMAX_MARKETS_FILE).")] = None,
+                                                 "minimums (default: SIGMAX_MARKETS_FILE, else the "
+                                                 "markets.json beside --data).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay at N x real time; 0 = as fast as possible.")] = 0.0,
     max_bars: Annotated[int | None, typer.Option("--max-bars", help="Stop after N bars (all symbols).")] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="Ledger id of this run (generated).")] = None,
@@ -66,7 +67,7 @@ def paper(
     if as_json:
         print_json(summary.to_dict())
     else:
-        _render(state.console, summary, plan.warnings)
+        _render(state.console, summary, plan.warnings, _market_rules(plan))
     if summary.status == "interrupted":
         raise Interrupted(f"run {summary.run_id} was interrupted after {summary.bars} bars and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {summary.run_id}`")
@@ -86,7 +87,14 @@ def _observer(state, as_json: bool, tui: bool | None):
     return PlainProgress(sys.stdout)
 
 
-def _render(console, summary, warnings: list[str]) -> None:
+def _market_rules(plan) -> str:
+    """Where the run's precision and minimums came from, for the summary table."""
+    if plan.markets_file is not None:
+        return f"{plan.markets_file}" + (" (beside --data)" if plan.markets_beside_data else "")
+    return "exchange" if plan.options.data is None else "defaults (step 1e-8, no minimum)"
+
+
+def _render(console, summary, warnings: list[str], market_rules: str) -> None:
     from rich.table import Table
 
     for warning in warnings:
@@ -95,7 +103,8 @@ def _render(console, summary, warnings: list[str]) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("symbols", ", ".join(summary.symbols)), ("timeframe", summary.timeframe), ("bars", f"{summary.bars:,}"),
+        ("symbols", ", ".join(summary.symbols)), ("timeframe", summary.timeframe), ("market rules", market_rules),
+        ("bars", f"{summary.bars:,}"),
         ("orders / fills", f"{summary.orders} / {summary.fills}"),
         ("rejected / risk denials", f"{summary.rejected} / {summary.risk_denials}"),
         ("fees", f"{summary.fees:,.2f}"), ("initial equity", f"{summary.initial_equity:,.2f}"),

@@ -20,6 +20,8 @@ from typing import Any
 from sigmax_cli.errors import ConfigError, OrderRejected
 
 DEFAULT_STEP = 1e-8
+MARKETS_FILENAME = "markets.json"
+"""Name of the ccxt markets file ``sigmax data download`` writes beside the candle files."""
 
 
 @lru_cache(maxsize=1024)
@@ -91,11 +93,16 @@ def from_ccxt(market: dict[str, Any], source: str = "ccxt") -> MarketRules:
     ``precision`` is read as tick sizes (ccxt ``TICK_SIZE`` mode) unless both amount and
     price precision are integers, which ccxt's ``DECIMAL_PLACES`` mode uses (e.g. 5 means
     a step of 1e-05). Binance's raw filters in ``info`` (LOT_SIZE, PRICE_FILTER,
-    MIN_NOTIONAL / NOTIONAL), when present, are authoritative.
+    MIN_NOTIONAL / NOTIONAL), when present, are authoritative. A NaN or infinite value
+    (ccxt passes an exchange's ``"NaN"`` through) counts as missing, like ``None``.
+
+    Raises:
+        KeyError, TypeError, ValueError: ``market`` is not a ccxt market structure
+            (:func:`load_markets_file` turns these into a :class:`ConfigError`).
     """
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
-    p_amount, p_price = precision.get("amount"), precision.get("price")
+    p_amount, p_price = _finite(precision.get("amount")), _finite(precision.get("price"))
     decimal_places = all(isinstance(v, int) or (isinstance(v, float) and v.is_integer() and v >= 1)
                          for v in (p_amount, p_price) if v is not None)
 
@@ -105,23 +112,31 @@ def from_ccxt(market: dict[str, Any], source: str = "ccxt") -> MarketRules:
         return 10.0 ** -int(value) if decimal_places else float(value)
 
     amount_step, price_tick = step(p_amount), step(p_price)
-    min_amount = float((limits.get("amount") or {}).get("min") or 0.0)
-    min_notional = float((limits.get("cost") or {}).get("min") or 0.0)
+    min_amount = float(_finite((limits.get("amount") or {}).get("min")) or 0.0)
+    min_notional = float(_finite((limits.get("cost") or {}).get("min")) or 0.0)
     filters = {f.get("filterType"): f for f in (market.get("info") or {}).get("filters", []) if isinstance(f, dict)}
     if "LOT_SIZE" in filters:
-        amount_step = float(filters["LOT_SIZE"]["stepSize"]) or amount_step
-        min_amount = float(filters["LOT_SIZE"].get("minQty") or min_amount)
+        amount_step = _finite(float(filters["LOT_SIZE"]["stepSize"])) or amount_step
+        min_qty = filters["LOT_SIZE"].get("minQty")
+        if min_qty and _finite(float(min_qty)) is not None:
+            min_amount = float(min_qty)
     if "PRICE_FILTER" in filters:
-        price_tick = float(filters["PRICE_FILTER"]["tickSize"]) or price_tick
+        price_tick = _finite(float(filters["PRICE_FILTER"]["tickSize"])) or price_tick
     for name in ("NOTIONAL", "MIN_NOTIONAL"):
-        if name in filters and filters[name].get("minNotional") is not None:
-            min_notional = float(filters[name]["minNotional"])
+        value = filters.get(name, {}).get("minNotional")
+        if value is not None and _finite(float(value)) is not None:
+            min_notional = float(value)
             break
     return MarketRules(
         symbol=market["symbol"], base=market["base"], quote=market["quote"],
         amount_step=amount_step, price_tick=price_tick, min_amount=min_amount, min_notional=min_notional,
-        maker_fee=market.get("maker"), taker_fee=market.get("taker"), source=source,
+        maker_fee=_finite(market.get("maker")), taker_fee=_finite(market.get("taker")), source=source,
     )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` unchanged, except a NaN or infinite float, which becomes ``None``."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def default_rules(symbol: str) -> MarketRules:
@@ -154,3 +169,18 @@ def load_markets_file(path: Path) -> dict[str, MarketRules]:
     if not rules:
         raise ConfigError(f"markets file {path} holds no spot markets", "save exchange.markets from ccxt into it")
     return rules
+
+
+def markets_file_beside(data: Path) -> Path | None:
+    """The ``markets.json`` that ``sigmax data download`` writes beside candle files.
+
+    Args:
+        data: the ``--data`` path: a directory of candle files, or one candle file.
+
+    Returns:
+        ``<data>/markets.json`` for a directory, ``<parent>/markets.json`` for a file, when
+        that path exists (it is not read here); ``None`` otherwise.
+    """
+    data = Path(data)
+    candidate = (data if data.is_dir() else data.parent) / MARKETS_FILENAME
+    return candidate if candidate.exists() else None

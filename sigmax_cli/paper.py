@@ -19,7 +19,7 @@ from typing import Any
 from sigmax_cli.data.candles import Candles, discover, load_candles, parse_filename
 from sigmax_cli.engine import Engine, EngineConfig, RunSummary
 from sigmax_cli.errors import ConfigError, DataError, RiskBlocked
-from sigmax_cli.markets import MarketRules, load_markets_file
+from sigmax_cli.markets import MarketRules, load_markets_file, markets_file_beside
 from sigmax_cli.settings import Settings
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -52,7 +52,16 @@ class PaperOptions:
 
 @dataclass
 class PaperPlan:
-    """A validated paper run, ready to start."""
+    """A validated paper run, ready to start.
+
+    Attributes:
+        markets: market rules per symbol; a symbol missing here trades with
+            :func:`~sigmax_cli.markets.default_rules` (and has a line in ``warnings``).
+        markets_file: the ccxt markets file the rules came from (``--markets`` /
+            ``SIGMAX_MARKETS_FILE``, or the ``markets.json`` beside ``--data``); ``None``
+            when there is none (live data takes the exchange's markets).
+        markets_beside_data: ``markets_file`` was found beside ``--data``, not given.
+    """
 
     settings: Settings
     options: PaperOptions
@@ -62,6 +71,8 @@ class PaperPlan:
     markets: dict[str, MarketRules]
     quote: str
     warnings: list[str] = field(default_factory=list)
+    markets_file: Path | None = None
+    markets_beside_data: bool = False
 
 
 def parse_time(value: str, option: str) -> int:
@@ -88,8 +99,15 @@ def new_run_id(mode: str) -> str:
 def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
     """Validate everything and build the feed, strategy and markets; writes nothing.
 
+    Market rules come from ``settings.markets_file`` (``--markets`` / ``SIGMAX_MARKETS_FILE``)
+    when set; otherwise, for a replay, from the ``markets.json`` that ``sigmax data download``
+    wrote beside the data (in ``options.data`` when it is a directory, in its parent when it
+    is a file), if there is one; for live data, from the exchange (an explicit file wins per
+    symbol). Symbols without rules get defaults and a line in ``warnings``.
+
     Raises:
-        ConfigError: bad dates, run id, strategy, markets file or mixed quote currencies.
+        ConfigError: bad dates, run id, strategy, markets file (given, or corrupt beside the
+            data) or mixed quote currencies.
         DataError: missing, corrupt, empty or too short data.
         ExchangeError: live data requested and the exchange cannot be reached.
     """
@@ -111,10 +129,13 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
     strategy = load_strategy(options.strategy, settings)
     warnings: list[str] = []
     markets: dict[str, MarketRules] = {}
-    if settings.markets_file is not None:
-        markets = load_markets_file(settings.markets_file)
+    markets_file, beside_data = settings.markets_file, False
+    if markets_file is not None:
+        markets = load_markets_file(markets_file)
     if options.data is not None:
         feed = _replay_feed(settings, options, strategy, start_ms, end_ms)
+        if markets_file is None and (markets_file := markets_file_beside(options.data)) is not None:
+            markets, beside_data = _load_markets_beside_data(markets_file), True
     else:
         if end_ms is not None:
             raise ConfigError("--end needs --data: a live run has no end date",
@@ -129,7 +150,24 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
         if sym not in markets:
             warnings.append(f"no market metadata for {sym}: amount step 1e-8 and no minimum notional assumed "
                             "(pass --markets FILE with ccxt markets for real precision)")
-    return PaperPlan(settings, options, run_id, strategy, feed, markets, quotes.pop(), warnings)
+    return PaperPlan(settings, options, run_id, strategy, feed, markets, quotes.pop(), warnings,
+                     markets_file=markets_file, markets_beside_data=beside_data)
+
+
+def _load_markets_beside_data(path: Path) -> dict[str, MarketRules]:
+    """:func:`load_markets_file` for the ``markets.json`` found beside ``--data``.
+
+    Raises:
+        ConfigError: the file is unusable; the sentence says where it was found and how to
+            replace or bypass it.
+    """
+    try:
+        return load_markets_file(path)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc.cause}, found beside --data",
+            "delete it or rerun `sigmax data download` into that directory, or pass --markets FILE",
+        ) from None
 
 
 def refuse_if_killswitch_engaged(settings: Settings) -> None:
@@ -276,7 +314,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
         speed=plan.options.speed, max_bars=plan.options.max_bars,
     )
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
-              "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end}
+              "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end,
+              "markets_file": str(plan.markets_file) if plan.markets_file else None}
     from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
 
     with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, Ledger(s.ledger_url) as ledger:

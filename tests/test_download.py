@@ -4,6 +4,7 @@ serving the real freqtrade BTC/ETH 1h files (5482 bars each, with real maintenan
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -12,6 +13,7 @@ from sigmax_cli.data.download import download_many, download_ohlcv, parse_date_m
 from sigmax_cli.errors import ConfigError, DataError, TemporaryError
 from sigmax_cli.exchange.client import create_exchange
 from sigmax_cli.exchange.errors import RetryPolicy
+from sigmax_cli.markets import load_markets_file
 from tests.support.binance_emulator import Fault
 
 KLINES = "/api/v3/klines"
@@ -75,6 +77,15 @@ def fast():
 def _rows(path):
     with open(path) as fh:
         return json.load(fh)
+
+
+def _strict_json(path):
+    """The file's JSON, refusing the NaN / Infinity tokens Python's json would accept."""
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
 
 
 def _starts(emulator):
@@ -324,10 +335,15 @@ def test_cli_download_json_end_to_end(cli, emulator, btc, tmp_path):
         )
     ]
 
-    again = cli(*args, env=env)  # not a TTY: plain lines; the files are complete
+    markets_file = home / "data" / "binance" / "markets.json"
+    assert doc["markets_file"] == str(markets_file)
+    assert sorted(_strict_json(markets_file)) == ["BTC/USDT", "ETH/USDT"]
+
+    again = cli(*args, env={**env, "COLUMNS": "300"})  # not a TTY: plain lines; the files are complete
     assert again.exit_code == 0, again.output
     assert "downloading BTC/USDT" in again.stdout
     assert "BTC/USDT 1h: +0 bars, 744 in BTC_USDT-1h.json" in again.stdout
+    assert f"market rules (precision, limits) in {markets_file}" in again.stdout
 
 
 def test_cli_out_dir_and_errors(cli, emulator, tmp_path):
@@ -378,7 +394,7 @@ def test_terminal_progress_has_one_task_per_symbol(exchange, tmp_path, fast):
         TextColumn("{task.description} {task.fields[bars]}"), console=console
     ) as progress:
         observer = _ProgressObserver(progress)
-        results = download_many(
+        batch = download_many(
             exchange,
             ["BTC/USDT", "ETH/USDT"],
             "1h",
@@ -392,5 +408,98 @@ def test_terminal_progress_has_one_task_per_symbol(exchange, tmp_path, fast):
     assert [t.description for t in tasks] == ["BTC/USDT", "ETH/USDT"]
     assert all(t.finished for t in tasks)
     assert (
-        [t.fields["bars"] for t in tasks] == [r.bars_total for r in results] == [1415, 1415]
+        [t.fields["bars"] for t in tasks] == [r.bars_total for r in batch.results] == [1415, 1415]
     )  # 59 days, one bar lost in a real gap
+
+
+# ------------------------------------------------------------- markets.json
+JAN = (parse_date_ms("2021-01-01"), parse_date_ms("2021-01-08"))
+
+
+def test_download_many_saves_the_downloaded_symbols_markets(exchange, emulator, tmp_path, fast):
+    batch = download_many(exchange, ["BTC/USDT", "ETH/USDT"], "1h", JAN[0], tmp_path, JAN[1], retry=fast)
+    assert batch.markets_file == tmp_path / "markets.json"
+    assert batch.to_dict()["markets_file"] == str(tmp_path / "markets.json")
+    assert [r.bars_total for r in batch.results] == [168, 168]
+    doc = _strict_json(batch.markets_file)
+    assert list(doc) == ["BTC/USDT", "ETH/USDT"]  # only what was downloaded, not all 7 markets
+    # ccxt's unified structures, as loaded from the exchange's answer
+    assert doc["BTC/USDT"] == json.loads(json.dumps(exchange.markets["BTC/USDT"]))
+    assert doc["BTC/USDT"]["precision"]["amount"] == 1e-05 and doc["BTC/USDT"]["limits"]["cost"]["min"] == 10
+    assert doc["ETH/USDT"]["precision"]["amount"] == 0.0001 and doc["ETH/USDT"]["info"]["symbol"] == "ETHUSDT"
+    rules = load_markets_file(batch.markets_file)
+    assert (rules["BTC/USDT"].amount_step, rules["BTC/USDT"].min_notional) == (1e-05, 10.0)
+    assert (rules["ETH/USDT"].amount_step, rules["ETH/USDT"].price_tick) == (0.0001, 0.01)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "BTC_USDT-1h.json", "ETH_USDT-1h.json", "markets.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("layout", ["object", "array"])
+def test_markets_json_is_merged_keeping_other_symbols(exchange, data_dir, tmp_path, fast, layout):
+    saved = json.loads((data_dir / "exchange_api" / "ccxt_static" / "binance_markets_spot_subset.json").read_text())
+    stale_btc = {**saved["BTC/USDT"], "precision": {**saved["BTC/USDT"]["precision"], "amount": 3}}
+    existing = {"XRP/USDT": saved["XRP/USDT"], "BTC/USDT": stale_btc}
+    path = tmp_path / "markets.json"
+    path.write_text(json.dumps(existing if layout == "object" else list(existing.values())))
+    path.chmod(0o640)
+
+    batch = download_many(exchange, ["BTC/USDT"], "1h", JAN[0], tmp_path, JAN[1], retry=fast)
+    doc = _strict_json(path)
+    assert list(doc) == ["BTC/USDT", "XRP/USDT"]
+    assert doc["XRP/USDT"] == saved["XRP/USDT"]  # kept as it was
+    assert doc["BTC/USDT"] == json.loads(json.dumps(exchange.markets["BTC/USDT"]))  # replaced
+    assert batch.markets_file == path and path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("content", ['{"BTC/USDT": {"symbol": "BTC/US', "[1, 2, 3]", '"markets"', "",
+                                     '{"BTC/USDT": "not a market"}'])
+def test_a_corrupt_markets_json_stops_the_download_before_any_request(
+    exchange, emulator, tmp_path, fast, content
+):
+    path = tmp_path / "markets.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        download_many(exchange, ["BTC/USDT", "ETH/USDT"], "1h", JAN[0], tmp_path, JAN[1], retry=fast)
+    sentence = info.value.sentence()
+    assert sentence.startswith(f"the existing markets file {path} ")
+    assert "move it away or delete it, then download again" in sentence
+    assert emulator.requests(KLINES) == []  # nothing fetched, nothing written
+    assert path.read_text() == content
+    assert [p.name for p in tmp_path.iterdir()] == ["markets.json"]
+
+
+def test_cli_corrupt_markets_json_is_one_sentence_and_exit_65(cli, emulator, tmp_path):
+    out = tmp_path / "candles"
+    out.mkdir()
+    (out / "markets.json").write_text("{oops")
+    result = cli("data", "download", "--symbols", "BTC/USDT", "--since", "2021-01-01", "--until", "2021-01-02",
+                 "--out", out, "--json", env={"SIGMAX_EXCHANGE_API_URL": emulator.url})
+    assert result.exit_code == 65 and result.stdout == ""
+    assert result.stderr.startswith(f"error: the existing markets file {out / 'markets.json'} is not readable JSON")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert [p.name for p in out.iterdir()] == ["markets.json"]
+
+
+def test_nan_in_the_exchange_answer_is_saved_as_null(emulator, btc, tmp_path, fast):
+    """ccxt passes an exchange's "NaN" / "Infinity" filter values through as floats; the
+    file stays strict JSON (null, ccxt's "unknown") and loads with the default step."""
+    sol = json.loads(json.dumps(next(s for s in emulator.exchange_info["symbols"] if s["symbol"] == "BTCUSDT")))
+    sol.update(symbol="SOLUSDT", baseAsset="SOL")
+    for f in sol["filters"]:
+        if f["filterType"] == "LOT_SIZE":
+            f.update(stepSize="NaN", maxQty="Infinity")
+        if f["filterType"] == "MIN_NOTIONAL":
+            f["minNotional"] = "nan"
+    emulator.add_market(sol)
+    emulator.add_candles(btc, symbol="SOL/USDT")
+    ex = create_exchange(api_url=emulator.url)
+    try:
+        batch = download_many(ex, ["SOL/USDT"], "1h", JAN[0], tmp_path, JAN[1], retry=fast)
+        assert math.isnan(ex.markets["SOL/USDT"]["precision"]["amount"])  # what ccxt made of it
+    finally:
+        ex.close()
+    doc = _strict_json(batch.markets_file)["SOL/USDT"]
+    assert doc["precision"]["amount"] is None and doc["limits"]["amount"]["max"] is None
+    assert doc["limits"]["cost"]["min"] is None and doc["precision"]["price"] == 0.01
+    rules = load_markets_file(batch.markets_file)["SOL/USDT"]
+    assert (rules.amount_step, rules.min_notional, rules.price_tick) == (1e-8, 0.0, 0.01)

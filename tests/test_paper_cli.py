@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -253,3 +254,108 @@ def test_extreme_negative_research_sentiment_stops_entries(cli, tmp_path, redis_
     (trip,) = [t for t in summary["risk_trips"] if t["rule"] == "extreme_sentiment"]
     assert trip["value"] == -0.9 and trip["limit"] == -0.5
     assert summary["orders"] == 0 and summary["trading_state"] == "REDUCING"
+
+
+# ------------------------------------------- markets.json written by `sigmax data download`
+STEPS = {"BTC/USDT": 1e-5, "ETH/USDT": 1e-4}  # LOT_SIZE stepSize of the emulator's exchangeInfo
+
+
+@pytest.fixture
+def downloaded(cli, binance_emulator, tmp_path):
+    """The README quick start's first half: `sigmax data download` of BTC/ETH 1h candles
+    (Jan-Mar 2021, from the loopback Binance emulator) into tmp/data/binance."""
+    from sigmax_cli.data.candles import load_candles
+
+    for name in ("BTC_USDT-1h.json", "ETH_USDT-1h.json"):
+        binance_emulator.add_candles(load_candles(FREQTRADE_1H / name))
+    out = tmp_path / "data" / "binance"
+    result = cli("data", "download", "--symbols", "BTC/USDT,ETH/USDT", "--timeframe", "1h", "--since", "2021-01-01",
+                 "--until", "2021-04-01", "--out", out, "--json", env={"SIGMAX_EXCHANGE_API_URL": binance_emulator.url})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["markets_file"] == str(out / "markets.json")
+    return out
+
+
+def _run(home: Path, run_id: str):
+    (run,) = ledger_rows(home, "select * from runs where run_id = ?", run_id)
+    fills = ledger_rows(home, "select symbol, price, amount from fills where run_id = ?", run_id)
+    warned = [e["message"] for e in ledger_rows(home, "select message from events where run_id = ? "
+                                                      "and kind = 'markets.default'", run_id)]
+    return json.loads(run["params_json"]), fills, warned
+
+
+def _on_step(fill) -> bool:
+    steps = fill["amount"] / STEPS[fill["symbol"]]
+    return abs(steps - round(steps)) < 1e-6
+
+
+def test_paper_data_dir_uses_the_markets_json_written_by_data_download(cli, downloaded, tmp_path):
+    home = tmp_path / "home"
+    result = cli("paper", "--data", downloaded, "--timeframe", "1h", "--no-tui", "--json", "--run-id", "with")
+    assert result.exit_code == 0, result.output
+    params, fills, warned = _run(home, "with")
+    assert warned == []  # no "no market metadata" warning recorded
+    assert params["markets_file"] == str(downloaded / "markets.json")
+    assert {f["symbol"] for f in fills} == {"BTC/USDT", "ETH/USDT"}
+    assert all(_on_step(f) for f in fills)  # the real Binance amount steps
+    assert min(f["price"] * f["amount"] for f in fills) >= 10.0  # and minimum notional
+
+    # the same candles without markets.json: the 1e-8 default, which the fills show
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in downloaded.glob("*-1h.json"):
+        shutil.copy(f, bare / f.name)
+    result = cli("paper", "--data", bare, "--timeframe", "1h", "--no-tui", "--json", "--run-id", "without")
+    assert result.exit_code == 0, result.output
+    params, fills, warned = _run(home, "without")
+    assert params["markets_file"] is None
+    assert sorted(w.split(":")[0] for w in warned) == ["no market metadata for BTC/USDT",
+                                                       "no market metadata for ETH/USDT"]
+    assert not all(_on_step(f) for f in fills)
+
+
+def test_paper_data_file_finds_markets_json_in_its_directory_and_says_so(cli, downloaded, tmp_path):
+    result = cli("paper", "--data", downloaded / "BTC_USDT-1h.json", "--max-bars", "300", "--no-tui",
+                 env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "no market metadata" not in result.stdout
+    assert f"{downloaded / 'markets.json'} (beside --data)" in result.stdout  # the summary's "market rules"
+    (run,) = ledger_rows(tmp_path / "home", "select params_json from runs")
+    assert json.loads(run["params_json"])["markets_file"] == str(downloaded / "markets.json")
+
+
+def test_explicit_markets_file_wins_over_the_one_beside_the_data(cli, downloaded, tmp_path):
+    mine = json.loads((downloaded / "markets.json").read_text())["BTC/USDT"]
+    mine["precision"]["amount"] = 0.001
+    for f in mine["info"]["filters"]:
+        if f["filterType"] == "LOT_SIZE":
+            f.update(stepSize="0.00100000", minQty="0.00100000")
+    explicit = tmp_path / "mine.json"
+    explicit.write_text(json.dumps({"BTC/USDT": mine}))  # no ETH/USDT in it
+    result = cli("paper", "--data", downloaded, "--timeframe", "1h", "--markets", explicit, "--no-tui", "--json",
+                 "--run-id", "explicit")
+    assert result.exit_code == 0, result.output
+    params, fills, warned = _run(tmp_path / "home", "explicit")
+    assert params["markets_file"] == str(explicit)
+    btc = [f["amount"] for f in fills if f["symbol"] == "BTC/USDT"]
+    assert btc and all(abs(a / 0.001 - round(a / 0.001)) < 1e-6 for a in btc)
+    # the file beside the data is not merged in: ETH/USDT has no rules from --markets
+    assert [w.split(":")[0] for w in warned] == ["no market metadata for ETH/USDT"]
+
+
+@pytest.mark.parametrize("target", ["dir", "file"])
+def test_a_corrupt_markets_json_beside_the_data_is_one_sentence(cli, downloaded, tmp_path, data_dir, target):
+    markets = downloaded / "markets.json"
+    markets.write_text('{"BTC/USDT": {"symbol": "BTC/USDT", "base": "BT')
+    data = downloaded if target == "dir" else downloaded / "BTC_USDT-1h.json"
+    result = cli("paper", "--data", data, "--timeframe", "1h", "--no-tui", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: markets file {markets} is not readable JSON")
+    assert "found beside --data; delete it or rerun `sigmax data download` into that directory" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "home" / "ledger.db").exists()
+    # the way out the sentence offers: an explicit markets file is used and this one not read
+    ok = cli("paper", "--data", data, "--timeframe", "1h", "--max-bars", "100", "--no-tui", "--json",
+             "--markets", data_dir / MARKETS)
+    assert ok.exit_code == 0, ok.output

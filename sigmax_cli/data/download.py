@@ -16,15 +16,25 @@ volume]`` rows (UTC ms; prices in quote currency; volume in base units).
   and moved over the old one with ``os.replace``. An interrupted or failed download leaves
   the previous file exactly as it was and no temporary file behind.
 
+:func:`download_many` also saves the market rules of what it downloaded: ``<out_dir>/
+markets.json``, a JSON object ``{"BTC/USDT": <ccxt unified market>, ...}`` (the dicts of
+``exchange.markets``: precision, limits, fees, the exchange's raw ``info``), merged into the
+file already there (downloaded symbols replaced, others kept) and written atomically after
+the candle files. ``sigmax paper --data <out_dir>`` reads it for amount steps, price ticks
+and minimums. An existing ``markets.json`` that cannot be read as such an object stops the
+download before anything is fetched (:class:`DataError`); it is never replaced silently.
+
 The engine has no UI: progress goes to a :class:`DownloadObserver`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +54,7 @@ from sigmax_cli.exchange.client import (
 )
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.logs import get_logger
+from sigmax_cli.markets import MARKETS_FILENAME
 
 PAGE_LIMIT = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -113,6 +124,27 @@ class DownloadResult:
                 for g in self.gaps
             ],
             "missing_bars": self.missing_bars,
+        }
+
+
+@dataclass(frozen=True)
+class DownloadBatch:
+    """What :func:`download_many` left on disk.
+
+    Attributes:
+        results: one :class:`DownloadResult` per symbol, in the order asked.
+        markets_file: the ``markets.json`` written with the ccxt markets of the symbols that
+            have a candle file; ``None`` when no symbol has one (then nothing is written).
+    """
+
+    results: tuple[DownloadResult, ...]
+    markets_file: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (``sigmax data download --json``): ``files`` and ``markets_file``."""
+        return {
+            "files": [r.to_dict() for r in self.results],
+            "markets_file": str(self.markets_file) if self.markets_file else None,
         }
 
 
@@ -319,12 +351,25 @@ def download_many(
     now_ms: int | None = None,
     *,
     retry: RetryPolicy | None = None,
-) -> list[DownloadResult]:
-    """:func:`download_ohlcv` for several symbols, one file each, checked up front.
+) -> DownloadBatch:
+    """:func:`download_ohlcv` for several symbols, one file each, checked up front, then the
+    symbols' ccxt markets merged into ``<out_dir>/markets.json``.
 
-    Every symbol and the timeframe are checked against the exchange's markets before the
-    first download, so a typo fails before anything is fetched. The exchange clock is read
-    once, so that all files end at the same closed bar.
+    Every symbol and the timeframe are checked against the exchange's markets, and an
+    existing ``markets.json`` is read, before the first download, so a typo or a corrupt
+    file fails before anything is fetched. The exchange clock is read once, so that all
+    files end at the same closed bar. ``markets.json`` is written (atomically) only after
+    every candle file, with the markets of the symbols that have one; a failed run leaves
+    it as it was. Arguments are those of :func:`download_ohlcv`.
+
+    Returns:
+        :class:`DownloadBatch`: the per-symbol results and the markets file written.
+
+    Raises:
+        ConfigError: no symbol, an unknown symbol or timeframe, or ``until_ms <= since_ms``.
+        DataError: the existing ``markets.json`` (or a candle file) is corrupt, left as it
+            is; or a file cannot be written.
+        TemporaryError / ExchangeError: the exchange failed (after retries).
     """
     policy = retry or RetryPolicy()
     symbols = list(symbols)
@@ -334,37 +379,122 @@ def download_many(
     require_timeframe(exchange, timeframe)
     for symbol in symbols:
         require_market(exchange, symbol)
+    markets_path = Path(out_dir) / MARKETS_FILENAME
+    read_markets_json(markets_path)  # a corrupt file stops us here, before any download
     now = int(now_ms) if now_ms is not None else server_time_ms(exchange, retry=policy)
-    return [
+    results = tuple(
         download_ohlcv(
             exchange, symbol, timeframe, since_ms, out_dir, until_ms, observer, now, retry=policy
         )
         for symbol in symbols
-    ]
+    )
+    on_disk = {r.symbol: exchange.markets[r.symbol] for r in results if r.path is not None}
+    written = merge_markets_json(markets_path, on_disk) if on_disk else None
+    return DownloadBatch(results, written)
+
+
+def read_markets_json(path: Path) -> dict[str, dict[str, Any]]:
+    """The ccxt markets saved in ``path``, keyed by unified symbol; ``{}`` when it does not exist.
+
+    Accepts what :func:`sigmax_cli.markets.load_markets_file` accepts: a JSON object
+    ``{symbol: market}``, or an array of markets each with a ``"symbol"``.
+
+    Raises:
+        DataError: the file cannot be read, is not JSON, or is not such an object or array
+            (the sentence names the file and says to move it away or delete it).
+    """
+    path = Path(path)
+    fix = "move it away or delete it, then download again (it is rebuilt from the exchange)"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):  # no file yet (or --out is no directory: reported later)
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise DataError(f"the existing markets file {path} is not readable JSON ({reason})", fix) from None
+    if isinstance(doc, list) and all(isinstance(m, dict) and isinstance(m.get("symbol"), str) for m in doc):
+        return {m["symbol"]: m for m in doc}
+    if isinstance(doc, dict) and all(isinstance(m, dict) for m in doc.values()):
+        return dict(doc)
+    raise DataError(f"the existing markets file {path} does not hold ccxt markets keyed by symbol", fix)
+
+
+def merge_markets_json(path: Path, markets: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Update ``path`` with ``markets`` (unified symbol -> ccxt market dict), keep its other
+    symbols, and write it back atomically (:func:`write_text_atomic`).
+
+    The file is a JSON object sorted by symbol, 2-space indented. NaN and infinite numbers
+    (ccxt passes an exchange's ``"NaN"`` through) are written as ``null``, ccxt's own
+    "unknown", so the file is strict JSON.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the existing file is corrupt (:func:`read_markets_json`; left as it is),
+            or the file cannot be written (the previous one is kept).
+    """
+    path = Path(path)
+    merged = read_markets_json(path)
+    merged.update({symbol: dict(market) for symbol, market in markets.items()})
+    doc = {symbol: _json_safe(merged[symbol]) for symbol in sorted(merged)}
+    write_text_atomic(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    log.info("markets of %s saved in %s", ", ".join(sorted(markets)), path)
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types: NaN / infinity -> ``None``, tuples -> lists, unknown
+    objects -> their ``str``."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return str(value)
 
 
 def write_candles_json(path: Path, candles: Candles) -> None:
-    """Write ``candles`` as freqtrade JSON, atomically (temp file + ``os.replace``).
+    """Write ``candles`` as freqtrade JSON (rows of ``[open_time_ms, o, h, l, c, v]``),
+    atomically (:func:`write_text_atomic`).
 
     Raises:
         DataError: the file cannot be written; the previous file (if any) is untouched
             and the temporary file removed.
     """
+    write_text_atomic(path, json.dumps(candles.rows(), separators=(",", ":"), allow_nan=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (UTF-8) atomically: a temporary file in the same
+    directory, flushed and fsynced, then ``os.replace``. The file keeps the mode of the one
+    it replaces (a new file gets ``0o666`` less the umask).
+
+    Raises:
+        DataError: the file cannot be written (no space, no permission); the previous file
+            (if any) is untouched and the temporary file removed.
+    """
     path = Path(path)
-    rows = candles.rows()
-    payload = json.dumps(rows, separators=(",", ":"), allow_nan=False)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(payload)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
         if isinstance(exc, OSError):
             raise DataError(
                 f"cannot write {path} ({exc.strerror})",
