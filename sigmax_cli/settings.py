@@ -503,11 +503,11 @@ def env_layer(variables: Mapping[str, str | None], *, strict: bool, source: str 
                                   "check its spelling against .env.testnet.example")
             continue
         node = out
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1], 1):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{name} and {ENV_PREFIX}{part.upper()} are both set in {source}",
-                                  "keep one of them")
+                shorter = ENV_PREFIX + ENV_NESTED.join(path[:depth]).upper()
+                raise ConfigError(f"{name} and {shorter} are both set in {source}", "keep one of them")
         if isinstance(node.get(path[-1]), dict):
             raise ConfigError(f"{name} and {name}{ENV_NESTED}... are both set in {source}", "keep one of them")
         node[path[-1]] = value
