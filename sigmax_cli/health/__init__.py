@@ -18,8 +18,9 @@ Nothing heavy is imported here or at the top of a check module: psutil, redis, p
 ccxt and prometheus_client are imported by the check or format that uses them.
 
 Start-up is most of a cron run's cost (``benchmarks/health_latency.py``, 2-core VM, against
-``python -c "import typer, rich"`` in the same run): the local checks take 3.3 times that
-baseline on the default SQLite ledger, 4.8 with Redis and 6.7 with PostgreSQL and Redis.
+``python -c "import typer, rich"`` in the same run): the local checks take 3.0-3.2 times
+that baseline on the default SQLite ledger, 4.3-4.7 with Redis, 6.0-6.5 with PostgreSQL and
+Redis.
 The checks themselves run in about 30 ms together; the rest is importing: Typer's option
 parsing and the settings both need pydantic (~70 ms), redis-py imports its asyncio client
 with the package (~60 ms), psycopg ~68 ms. Settings are merged without pydantic-settings and
