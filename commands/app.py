@@ -96,7 +96,10 @@ class SigmaxGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commands = LazyCommands(COMMANDS)
+        lazy = LazyCommands(COMMANDS)
+        for name, command in self.commands.items():  # any command registered on the root app itself
+            lazy[name] = command
+        self.commands = lazy
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
