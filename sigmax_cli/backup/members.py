@@ -405,25 +405,16 @@ class SqliteLedger(Member):
     def apply(self, files: Files, plan: MemberPlan) -> dict[str, Any]:
         ((entry, path),) = files
         target = self._path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.restore-{os.getpid()}"
-        try:
-            shutil.copyfile(path, tmp)
-            with tmp.open("rb+") as fh:
-                os.fsync(fh.fileno())
-            if target.exists():
-                try:  # fold the WAL into the old file, so no stale -wal can be replayed onto the new one
-                    with closing(sqlite3.connect(target, timeout=10)) as conn:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error as exc:
-                    raise LedgerError(f"the current ledger {target} is busy ({exc})",
-                                      "stop every process that uses it and restore again") from None
-            for suffix in ("-wal", "-shm", "-journal"):
-                Path(f"{target}{suffix}").unlink(missing_ok=True)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(target.parent)
+        if target.exists():
+            try:  # fold the WAL into the old file, so no stale -wal can be replayed onto the new one
+                with closing(sqlite3.connect(target, timeout=10)) as conn:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"the current ledger {target} is busy ({exc})",
+                                  "stop every process that uses it and restore again") from None
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        install_file(path, target)
         return {"tables": len(entry["counts"]), "rows": sum(entry["counts"].values())}
 
 

@@ -33,9 +33,7 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +51,7 @@ from sigmax_cli.exchange.client import (
     server_time_ms,
 )
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
+from sigmax_cli.files import write_atomic
 from sigmax_cli.logs import get_logger
 from sigmax_cli.markets import MARKETS_FILENAME
 
@@ -472,9 +471,8 @@ def write_candles_json(path: Path, candles: Candles) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` (UTF-8) atomically: a temporary file in the same
-    directory, flushed and fsynced, then ``os.replace``. The file keeps the mode of the one
-    it replaces (a new file gets ``0o666`` less the umask).
+    """Replace ``path`` by ``text`` (UTF-8) atomically (:func:`sigmax_cli.files.write_atomic`).
+    The file keeps the mode of the one it replaces (a new file gets ``0o666`` less the umask).
 
     Raises:
         DataError: the file cannot be written (no space, no permission); the previous file
@@ -482,25 +480,13 @@ def write_text_atomic(path: Path, text: str) -> None:
     """
     path = Path(path)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise DataError(
-                f"cannot write {path} ({exc.strerror})",
-                "check free space and permissions of the output directory",
-            ) from exc
-        raise
+        write_atomic(path, text, mode=mode)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {path} ({exc.strerror})",
+            "check free space and permissions of the output directory",
+        ) from exc
 
 
 def _umask() -> int:

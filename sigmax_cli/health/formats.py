@@ -26,13 +26,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sigmax_cli.errors import ConfigError
+from sigmax_cli.files import write_atomic
 from sigmax_cli.health.base import CheckResult, Limits, Status
 
 if TYPE_CHECKING:
@@ -231,31 +231,18 @@ def check_prometheus_target(path: Path) -> None:
 
 
 def write_prometheus(report: HealthReport, path: Path) -> None:
-    """Write :func:`prometheus_text` to ``path`` atomically: a temporary file in the same
-    directory (not ending in ``.prom``, so node_exporter never reads it half-written),
-    fsync, mode 0644 (node_exporter runs as another user), then ``os.replace``.
+    """Write :func:`prometheus_text` to ``path`` atomically (:func:`sigmax_cli.files.write_atomic`):
+    the temporary file does not end in ``.prom``, so node_exporter never reads it half-written;
+    mode 0644, since node_exporter runs as another user.
 
     Raises:
         ConfigError: the file cannot be written (nothing is left behind).
     """
-    data = prometheus_text(report)
-    parent = path.parent if str(path.parent) else Path(".")
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, prometheus_text(report), mode=0o644, suffix=".tmp")
     except OSError as exc:
         raise ConfigError(f"cannot write {path} ({exc.strerror})", "check the directory and its permissions") \
             from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 # -- rich ----------------------------------------------------------------------------------

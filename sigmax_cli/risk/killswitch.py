@@ -22,7 +22,6 @@ import getpass
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sigmax_cli.errors import ConfigError
+from sigmax_cli.files import write_atomic
 
 FILE_NAME = "KILLSWITCH"
 DEFAULT_PREFIX = "sigmax:"
@@ -192,12 +192,7 @@ class KillSwitch:
     def _write_file(self, record: dict[str, Any]) -> None:
         try:
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".killswitch.", dir=self.home)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(record, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(record))
         except OSError as exc:
             raise ConfigError(f"cannot write the kill-switch file {self.path} ({exc.strerror})",
                               "fix the permissions of SIGMAX_HOME; the switch is NOT engaged") from None

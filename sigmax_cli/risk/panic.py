@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sigmax_cli.errors import SigmaxError
+from sigmax_cli.files import write_atomic
 from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, who
 
 VERIFY_ROUNDS = 6          # fetch/cancel rounds before giving up on a symbol
@@ -343,10 +343,7 @@ def _write_report(settings, report: IncidentReport) -> None:
         for suffix, text in ((".json", json.dumps(report.to_dict(), indent=2, default=str)),
                              (".md", incident_markdown(report))):
             path = folder / f"{stem}{suffix}"
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
+            write_atomic(path, text)
             report.files.append(str(path))
     except OSError as exc:
         report.degraded.append(f"incident report not written ({exc.strerror})")
