@@ -2,6 +2,7 @@
 
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -58,12 +59,8 @@ def paper(
                                                 speed=speed, max_bars=max_bars, run_id=run_id))
     observer = _observer(state, as_json, tui)
     stop = threading.Event()
-    with stop_on_signals(stop):
-        if hasattr(observer, "__enter__"):
-            with observer:
-                summary = run_paper(plan, stop, observer)
-        else:
-            summary = run_paper(plan, stop, observer)
+    with stop_on_signals(stop), observer if hasattr(observer, "__enter__") else nullcontext():
+        summary = run_paper(plan, stop, observer)
     if as_json:
         print_json(summary.to_dict())
     else:

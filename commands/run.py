@@ -2,6 +2,7 @@
 
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -50,12 +51,8 @@ def run(
     state.err_console.print(f"sigmax run {plan.run_id}: {plan.account.describe()}", markup=False)
     observer = _observer(state, as_json, tui, plan.broker.exchange_status)
     stop = threading.Event()
-    with stop_on_signals(stop):
-        if hasattr(observer, "__enter__"):
-            with observer:
-                result = run_live(plan, stop, observer)
-        else:
-            result = run_live(plan, stop, observer)
+    with stop_on_signals(stop), observer if hasattr(observer, "__enter__") else nullcontext():
+        result = run_live(plan, stop, observer)
     if as_json:
         print_json(result.to_dict())
     else:
