@@ -379,7 +379,7 @@ def download_many(
     for symbol in symbols:
         require_market(exchange, symbol)
     markets_path = Path(out_dir) / MARKETS_FILENAME
-    read_markets_json(markets_path)  # a corrupt file stops us here, before any download
+    saved_markets = read_markets_json(markets_path)  # a corrupt file stops us here, before any download
     now = int(now_ms) if now_ms is not None else server_time_ms(exchange, retry=policy)
     results = tuple(
         download_ohlcv(
@@ -388,7 +388,7 @@ def download_many(
         for symbol in symbols
     )
     on_disk = {r.symbol: exchange.markets[r.symbol] for r in results if r.path is not None}
-    written = merge_markets_json(markets_path, on_disk) if on_disk else None
+    written = merge_markets_json(markets_path, saved_markets, on_disk) if on_disk else None
     return DownloadBatch(results, written)
 
 
@@ -418,9 +418,11 @@ def read_markets_json(path: Path) -> dict[str, dict[str, Any]]:
     raise DataError(f"the existing markets file {path} does not hold ccxt markets keyed by symbol", fix)
 
 
-def merge_markets_json(path: Path, markets: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Update ``path`` with ``markets`` (unified symbol -> ccxt market dict), keep its other
-    symbols, and write it back atomically (:func:`write_text_atomic`).
+def merge_markets_json(path: Path, saved: Mapping[str, Mapping[str, Any]],
+                       markets: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``saved`` (what :func:`read_markets_json` read from ``path`` before the download)
+    updated with ``markets`` (unified symbol -> ccxt market dict) back to ``path``
+    atomically (:func:`write_text_atomic`): downloaded symbols replaced, the others kept.
 
     The file is a JSON object sorted by symbol, 2-space indented. NaN and infinite numbers
     (ccxt passes an exchange's ``"NaN"`` through) are written as ``null``, ccxt's own
@@ -430,11 +432,10 @@ def merge_markets_json(path: Path, markets: Mapping[str, Mapping[str, Any]]) -> 
         ``path``.
 
     Raises:
-        DataError: the existing file is corrupt (:func:`read_markets_json`; left as it is),
-            or the file cannot be written (the previous one is kept).
+        DataError: the file cannot be written (the previous one is kept).
     """
     path = Path(path)
-    merged = read_markets_json(path)
+    merged = dict(saved)
     merged.update({symbol: dict(market) for symbol, market in markets.items()})
     doc = {symbol: _json_safe(merged[symbol]) for symbol in sorted(merged)}
     write_text_atomic(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
