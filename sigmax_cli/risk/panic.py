@@ -2,8 +2,11 @@
 
 Order of work, safest first:
 
-1. persist the kill switch (file, then Redis): every bot on this host (and, with Redis, on
-   others) halts at its next tick and refuses to start;
+1. persist the kill switch: the local file first (atomic write + fsync, before any network
+   call), then Redis with short timeouts: every bot on this host (and, with Redis, on
+   others) halts at its next tick and refuses to start. A store that fails (a full disk,
+   Redis down or hung) does not stop the other one, nor the steps below; how far the
+   switch reached is the report's ``reach`` and the exit code (:func:`exit_code`);
 2. record the engage in the ledger (skipped, and said so, when the database is down);
 3. with exchange keys: for every configured symbol, and every symbol the ledger shows
    open orders for, all symbols at once, cancel all open orders (``cancel_all_orders`` where
@@ -30,12 +33,34 @@ from typing import Any
 
 from sigmax_cli.errors import SigmaxError
 from sigmax_cli.files import write_atomic
-from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, who
+from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, SwitchState, who
 
 VERIFY_ROUNDS = 6          # fetch/cancel rounds before giving up on a symbol
 ROUND_BACKOFF_S = 0.25     # wait before the 3rd round; doubles each round after (0.25, 0.5, 1, 2 s)
 PER_ORDER_WORKERS = 8      # parallel per-order cancels when the exchange has no cancel-all
 SYMBOL_WORKERS = 8         # symbols cleared at once (a few requests each: far inside Binance's weight limits)
+
+# How far an engage (or a release) reached, and the exit code of `sigmax panic` for it.
+REACH_EVERYWHERE = "everywhere"          # the file and, when configured, Redis
+REACH_THIS_HOST = "this host only"       # the file; Redis is configured but was not told
+REACH_REDIS_ONLY = "redis only"          # Redis; the local file could not be written
+REACH_NOTHING = "nothing"                # neither store holds the switch
+EXIT_OK = 0             # engaged everywhere, exchange verified clear (or none configured)
+EXIT_NOT_VERIFIED = 1   # engaged everywhere, but open orders may remain on the exchange
+EXIT_PARTIAL = 4        # engaged in one store only: other hosts not told, or not this host's file
+EXIT_NOTHING = 5        # the switch is not engaged anywhere
+STATUS_EXIT = {SwitchState.RELEASED: 0, SwitchState.ENGAGED: 1, SwitchState.UNKNOWN: 3}  # panic --status
+
+
+def reach_of(status: KillSwitchStatus, redis_configured: bool) -> str:
+    """How far a write reached: one of the ``REACH_*`` values, from ``status.written``."""
+    file_ok = "file" in status.written
+    redis_ok = "redis" in status.written or not redis_configured
+    if file_ok and redis_ok:
+        return REACH_EVERYWHERE
+    if file_ok:
+        return REACH_THIS_HOST
+    return REACH_REDIS_ONLY if redis_configured and "redis" in status.written else REACH_NOTHING
 
 
 def _now_ms() -> int:
@@ -54,7 +79,9 @@ class IncidentReport:
 
     ``outcome`` is ``"ok"`` (switch engaged, exchange verified with zero open orders or no
     exchange configured), ``"degraded"`` (switch engaged but a store, the ledger or Redis,
-    could not be written) or ``"failed"`` (open orders may remain on the exchange).
+    could not be written) or ``"failed"`` (open orders may remain on the exchange, or the
+    switch reached no store at all). ``reach`` says where the switch is held (``REACH_*``);
+    ``file_written_ms`` is when the local flag was on disk (UTC ms, ``None`` if it never was).
     """
 
     incident_id: str
@@ -64,6 +91,8 @@ class IncidentReport:
     finished_ms: int | None = None
     killswitch: dict[str, Any] = field(default_factory=dict)
     already_engaged: bool = False
+    reach: str = REACH_NOTHING
+    file_written_ms: int | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     exchange: str | None = None
     symbols: list[str] = field(default_factory=list)
@@ -81,9 +110,21 @@ class IncidentReport:
 
     @property
     def outcome(self) -> str:
-        if self.failures or any(self.remaining_open_orders.values()):
+        if self.failures or any(self.remaining_open_orders.values()) or self.reach == REACH_NOTHING:
             return "failed"
-        return "degraded" if self.degraded else "ok"
+        return "degraded" if self.degraded or self.reach != REACH_EVERYWHERE else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """``EXIT_NOTHING`` > ``EXIT_PARTIAL`` > ``EXIT_NOT_VERIFIED`` > ``EXIT_OK``: how far the
+        switch reached comes first, then whether the exchange was verified clear."""
+        if self.reach == REACH_NOTHING:
+            return EXIT_NOTHING
+        if self.reach != REACH_EVERYWHERE:
+            return EXIT_PARTIAL
+        if self.failures or any(self.remaining_open_orders.values()):
+            return EXIT_NOT_VERIFIED
+        return EXIT_OK
 
     def step(self, text: str) -> None:
         """Add a timeline entry now."""
@@ -92,6 +133,7 @@ class IncidentReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome
+        data["exit_code"] = self.exit_code
         return data
 
 
@@ -122,22 +164,42 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
         retry: a :class:`~sigmax_cli.exchange.errors.RetryPolicy` for each exchange call.
         sleep: waits between verification rounds (injectable).
 
-    Raises:
-        ConfigError: the kill-switch file cannot be written (nothing else is attempted:
-            without the switch, cancelled orders could be replaced by a running bot).
+    Never raises for a store, the ledger or the exchange failing: each becomes a ``degraded``
+    or ``failures`` entry and shapes ``reach`` / ``exit_code``. Even when no store could be
+    written, the exchange is still cleared (cancelling adds no risk; the report says that
+    running bots were not told and may place orders again).
     """
     by = who()
     started = _now_ms()
     report = IncidentReport(incident_id=datetime.fromtimestamp(started / 1000, UTC).strftime("%Y%m%dT%H%M%S")
                             + f"-{os.getpid()}", reason=reason, by=by, started_ms=started)
     switch = KillSwitch.from_settings(settings)
-    before = switch.status()
-    report.already_engaged = before.engaged
-    status = switch.engage(reason, by)
+
+    def file_done(error: str | None) -> None:
+        if error is None:
+            report.file_written_ms = _now_ms()
+            report.step(f"kill switch file written: {switch.path}")
+        else:
+            report.step(f"kill switch file NOT written: {switch.path} ({error})")
+
+    status = switch.engage(reason, by, on_file=file_done)
+    report.already_engaged = status.was_engaged
     report.killswitch = status.to_dict()
+    report.reach = reach_of(status, bool(switch.redis_url))
     report.degraded.extend(status.degraded)
-    report.step(("kill switch was already engaged since " + _iso(status.since_ms) if before.engaged
-                 else "kill switch engaged") + f" ({status.source or 'file'})")
+    if switch.redis_url:
+        report.step("redis: kill switch key set and published" if "redis" in status.written
+                    else f"redis: NOT told ({'; '.join(d for d in status.degraded if d.startswith('redis'))})")
+    report.step(("kill switch was already engaged since " + _iso(status.since_ms) if status.was_engaged
+                 else "kill switch engaged") + f" ({status.source or 'nowhere'}; reach: {report.reach})")
+    if report.reach == REACH_NOTHING:
+        report.failures.append("the kill switch is NOT engaged anywhere: " + "; ".join(status.degraded))
+    elif report.reach == REACH_THIS_HOST:
+        report.notes.append("bots on other hosts were NOT told (Redis could not be written): "
+                            "run `sigmax panic` again once Redis answers, or stop them by hand")
+    elif report.reach == REACH_REDIS_ONLY:
+        report.notes.append("the local kill-switch file could not be written: bots on this host that do not "
+                            "read Redis were NOT told")
 
     ledger_symbols = _ledger_record(settings, report, "killswitch.engaged", f"kill switch engaged by {by}: {reason}")
 
@@ -357,6 +419,7 @@ def incident_markdown(report: IncidentReport) -> str:
              f"* **Kill switch:** engaged since {_iso(report.killswitch.get('since_ms'))} "
              f"({report.killswitch.get('source') or 'file'})"
              + (" (it was already engaged)" if report.already_engaged else ""),
+             f"* **Reach:** {report.reach}",
              f"* **Exchange:** {report.exchange or 'none configured'}; round trips: {report.round_trips}", ""]
     lines += ["## Timeline", "", "| time (UTC) | step |", "|---|---|"]
     lines += [f"| {_iso(t['ts_ms'])} | {t['step']} |" for t in report.timeline]
@@ -383,10 +446,15 @@ def incident_markdown(report: IncidentReport) -> str:
 
 
 def release(settings, reason: str) -> KillSwitchStatus:
-    """Release the kill switch with a reason, recorded in the ledger (when reachable).
+    """Release the kill switch with a reason: a release record in the file, then in Redis
+    (bots resume when they see it), recorded in the ledger (when reachable).
+
+    ``written`` of the result names the stores the release reached; with Redis configured
+    but not reached, bots on other hosts stay halted (:func:`reach_of` gives
+    ``REACH_THIS_HOST``).
 
     Raises:
-        ConfigError: no reason, or the kill-switch file cannot be removed.
+        ConfigError: no reason, or the kill-switch file cannot be written (nothing released).
     """
     switch = KillSwitch.from_settings(settings)
     status = switch.release(reason, who())
