@@ -426,6 +426,13 @@ class Engine:
                     self._event(ts, "warning", f"risk.resumed.{rule}", what, {"rule": change.rule,
                                                                               "release_id": release.get("id")})
 
+    def _killswitch_fields(self) -> dict[str, Any]:
+        """The kill switch's cached state for the dashboard's risk panel (no I/O)."""
+        if self.killswitch is None or not hasattr(self.killswitch, "current"):
+            return {}
+        view = self.killswitch.current()
+        return {"killswitch": view.state.value, "killswitch_detail": view.detail or view.reason or ""}
+
     def _halted_by_killswitch(self) -> bool:
         """True when the kill switch (engaged or unknown) holds trading HALTED right now."""
         return "kill_switch" in self.guard.trips or "kill_switch_unknown" in self.guard.trips
@@ -575,6 +582,7 @@ class Engine:
             daily_pnl=self.equity - self.day_start_equity,
             daily_loss_limit=self.day_start_equity * cfg.daily_loss_limit_pct / 100.0,
             trading_state=self.guard.state.value, state_reason=self.guard.reason,
+            **self._killswitch_fields(),
         )
         return EngineSnapshot(
             mode=cfg.mode, profile=cfg.profile, run_id=cfg.run_id, strategy=self.strategy.name,

@@ -387,7 +387,8 @@ class KillSwitchWatcher:
     Latch: once ENGAGED is seen, :meth:`current` stays ENGAGED until a store shows a release
     record whose id was not known before the engage, no store holds an engage and every store
     could be read. A Redis outage, a Redis that comes back empty, or a deleted flag file
-    does not release a bot.
+    does not release a bot; a Redis that comes back empty gets the engage it lost back
+    (``SET NX``), so bots started later refuse to trade too.
 
     Use as a context manager (``__enter__`` makes one synchronous read, so the state is
     known before the first bar; ``__exit__`` stops the threads).
@@ -493,11 +494,27 @@ class KillSwitchWatcher:
                 return
             reading = self.switch.read_redis(WATCH_TIMEOUT_S)
             self.polls += 1
+            if reading is not None and reading.record is None and reading.state is SwitchState.RELEASED:
+                reading = self._restore_lost_engage(reading)
             self._redis = reading
             self._refresh_file(force=True)
             self._recompute()
             failing = reading is not None and reading.state is SwitchState.UNKNOWN
             wait = min(self.max_backoff_s, wait * 2) if failing else self.poll_s
+
+    def _restore_lost_engage(self, empty: Reading) -> Reading:
+        """Redis holds no record (restarted without persistence, key deleted) while this bot
+        is latched: put the engage back (``SET NX``), so that a bot started now on any host
+        still refuses to trade. Only a release record releases."""
+        held = self._latched
+        if held is None or held.get("source") != "redis":
+            return empty
+        record = {"state": "engaged", **{k: held.get(k) for k in ("id", "reason", "by", "since_ms")}}
+        try:
+            self.switch.client(WATCH_TIMEOUT_S).set(self.switch.key, json.dumps(record), nx=True)
+            return parse_record(self.switch.client(WATCH_TIMEOUT_S).get(self.switch.key), "redis")
+        except Exception as exc:  # noqa: BLE001 - Redis went again: unknown
+            return Reading("redis", SwitchState.UNKNOWN, error=_short(exc))
 
     def _listen_loop(self) -> None:
         backoff = self.poll_s
@@ -538,7 +555,8 @@ class KillSwitchWatcher:
                 if self._latched is None:  # releases visible now are older than this engage
                     self._known_releases.update(r.release_id for r in readings if r.release_id)
                     self._latched = {"id": status.engage_id, "reason": status.reason, "by": status.by,
-                                     "since_ms": status.since_ms}
+                                     "since_ms": status.since_ms,
+                                     "source": "redis" if "redis" in status.source.split("+") else "file"}
                 new = WatchedState(SwitchState.ENGAGED, status.reason, status.by, status.since_ms, status.source,
                                    status.unknown_reason)
             elif self._latched is not None:
