@@ -598,7 +598,7 @@ def load_settings(
                 f"check its spelling against .env.testnet.example or the profile ({profile_name})",
             ) from None
         raise ConfigError(
-            f"setting {where!r} is invalid: {err['msg'].removeprefix('Value error, ')}",
+            f"setting {where!r} is invalid: {err['msg']}",
             f"fix it in the profile ({profile_name}), the env file, SIGMAX_* or the option",
         ) from None
 
