@@ -87,16 +87,16 @@ def test_watcher_latches_engaged_through_outage_hang_and_empty_restart_until_a_r
         assert watcher.current().state is SwitchState.RELEASED
         a.engage("incident", "ops@a")
         assert watcher.wait_for(SwitchState.ENGAGED, 10)
-        polls = watcher.polls
         private_redis.stop()
         assert b.status().state is SwitchState.UNKNOWN  # a one-shot read cannot tell
-        _wait(lambda: watcher.polls >= polls + 3)       # the watcher has failed to read several times
-        assert watcher.current().state is SwitchState.ENGAGED and "Connection refused" in watcher.current().detail
+        _wait(lambda: "Connection refused" in watcher.current().detail)  # the watcher's polls fail...
+        polls = watcher.polls
+        _wait(lambda: watcher.polls >= polls + 3)
+        assert watcher.current().state is SwitchState.ENGAGED  # ...and it stays ENGAGED
         private_redis.start()                           # the same port, empty: the key is gone
         private_redis.hang()
-        polls = watcher.polls
-        _wait(lambda: watcher.polls >= polls + 2)       # each poll times out after WATCH_TIMEOUT_S
-        assert watcher.current().state is SwitchState.ENGAGED and "Timeout" in watcher.current().detail
+        _wait(lambda: "Timeout" in watcher.current().detail)  # each poll times out after WATCH_TIMEOUT_S
+        assert watcher.current().state is SwitchState.ENGAGED
         private_redis.resume()
         _wait(lambda: b.read_redis().state is SwitchState.ENGAGED)  # the watcher restored the lost engage
         assert watcher.current().state is SwitchState.ENGAGED

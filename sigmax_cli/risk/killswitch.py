@@ -417,6 +417,7 @@ class KillSwitchWatcher:
         self._redis: Reading | None = None
         self._latched: dict[str, Any] | None = None  # the engage record that holds the bot
         self._known_releases: set[str] = set()
+        self._last_release: dict[str, Any] | None = None  # the release that ended the last latch
         self._state = WatchedState(SwitchState.UNKNOWN, detail="not read yet")
         self.polls = 0
 
@@ -564,7 +565,8 @@ class KillSwitchWatcher:
                 if status.released and fresh:
                     self._latched = None
                     self._known_releases.update(r.release_id for r in readings if r.release_id)
-                    new = WatchedState(SwitchState.RELEASED, release=fresh[0].record)
+                    self._last_release = fresh[0].record
+                    new = WatchedState(SwitchState.RELEASED, release=self._last_release)
                 else:
                     held = self._latched
                     why = status.unknown_reason or "no release recorded since the engage"
@@ -573,7 +575,8 @@ class KillSwitchWatcher:
             else:
                 self._known_releases.update(r.release_id for r in readings if r.release_id)
                 new = (WatchedState(SwitchState.UNKNOWN, detail=status.unknown_reason)
-                       if status.state is SwitchState.UNKNOWN else WatchedState(SwitchState.RELEASED))
+                       if status.state is SwitchState.UNKNOWN
+                       else WatchedState(SwitchState.RELEASED, release=self._last_release))
             self._state = new
         if new != previous and self.on_change is not None:
             with contextlib.suppress(Exception):
