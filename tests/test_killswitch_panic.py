@@ -269,6 +269,49 @@ def test_scenario_1_two_homes_share_redis_zero_orders_after_engage_through_outag
     assert "scenario 1 over" in message
 
 
+def test_a_running_bot_halts_while_redis_is_down_alerts_and_resumes_when_it_reads_released(tmp_path, private_redis):
+    """A bot that never saw an engage: Redis stops, the state is UNKNOWN, the bot halts (no
+    order while it cannot tell), alerts through a real webhook sink, and resumes once Redis
+    answers RELEASED again (nothing was engaged, so readable again is release enough)."""
+    from tests.support.alert_sinks import HttpSink
+
+    with HttpSink() as sink:
+        env = {"SIGMAX_REDIS_URL": private_redis.url, "SIGMAX_REDIS_PREFIX": "blind:",
+               "SIGMAX_ALERT_WEBHOOK_URL": f"{sink.url}/hook"}
+        home = tmp_path / "bot-home"
+        bot = _start_bot(home, env, speed="60000")
+        ledger = home / "ledger.db"
+
+        def rows(sql: str) -> list[tuple]:
+            try:
+                with sqlite3.connect(ledger) as conn:
+                    return conn.execute(sql).fetchall()
+            except sqlite3.OperationalError:
+                return []
+
+        try:
+            _wait_for_run(home)
+            _wait(lambda: rows("select count(*) from equity")[0][0] > 20 or bot.poll() is not None, 120)
+            private_redis.stop()
+            _wait(lambda: rows("select ts_ms from events where kind='risk.kill_switch_unknown'") != [], 60)
+            _wait(lambda: any("kill switch state unknown" in json.dumps(body) for _, body in sink.received), 60)
+            bars = rows("select count(*) from equity")[0][0]
+            _wait(lambda: rows("select count(*) from equity")[0][0] > bars + 30, 120)  # the loop never stalls
+            private_redis.start()
+            _wait(lambda: rows("select ts_ms from events where kind='risk.resumed.kill_switch_unknown'") != [], 60)
+            bot.send_signal(signal.SIGINT)
+            bot.communicate(timeout=60)
+        finally:
+            if bot.poll() is None:
+                bot.kill()
+                bot.communicate()
+    (halted,), = rows("select ts_ms from events where kind='risk.kill_switch_unknown'")
+    (resumed,), = rows("select ts_ms from events where kind='risk.resumed.kill_switch_unknown'")
+    (during,), = rows(f"select count(*) from orders where created_ms > {halted} and created_ms <= {resumed}")
+    assert halted < resumed and during == 0
+    assert rows("select count(*) from events where kind='risk.kill_switch'") == [(0,)]  # unknown, not engaged
+
+
 def test_paper_halted_by_the_kill_switch_ends_halted_with_exit_3(cli, tmp_path, monkeypatch):
     """The engage is put into the replay feed at its 40th step (so it lands at a known bar,
     without racing a background process); everything else is the real CLI and engine."""
