@@ -544,3 +544,31 @@ def test_panic_with_an_unreachable_exchange_reports_failure_but_keeps_the_switch
     assert report["outcome"] == "failed" and report["killswitch"]["engaged"]
     assert "could not be verified" in result.stderr
     assert (tmp_path / "home" / "KILLSWITCH").exists()
+
+
+def test_dashboard_and_monitor_show_an_unknown_switch_with_its_reason(cli, tmp_path, private_redis):
+    from rich.console import Console
+
+    from sigmax_cli.snapshot import EngineSnapshot, RiskRow
+    from sigmax_cli.ui.panels import risk_panel
+
+    risk = RiskRow(10_000.0, 10_000.0, 0.0, 0.0, 200.0, "HALTED", "kill switch state unknown", "UNKNOWN",
+                   "redis: Timeout reading from socket")
+    snapshot = EngineSnapshot(mode="paper", profile="conservative", run_id="paper-x", strategy="rules",
+                              bar_ms=1_614_556_800_000, bars_done=3, bars_total=None, speed=0.0, bars_per_second=0.0,
+                              risk=risk)
+    console = Console(record=True, width=120)
+    console.print(risk_panel(snapshot))
+    assert "Kill switch  UNKNOWN (redis: Timeout reading from socket)" in console.export_text()
+
+    from sigmax_cli.ledger import Ledger
+
+    with Ledger(f"sqlite:///{tmp_path / 'home' / 'ledger.db'}"):
+        pass  # monitor reads an existing ledger only
+    private_redis.stop()
+    result = cli("monitor", "--json", env={"SIGMAX_REDIS_URL": private_redis.url})
+    assert result.exit_code == 0, result.output
+    switch = json.loads(result.stdout)["killswitch"]
+    assert switch["state"] == "UNKNOWN" and "Connection refused" in switch["stores"]["redis"]["error"]
+    text = cli("monitor", "--once", env={"SIGMAX_REDIS_URL": private_redis.url}).stdout
+    assert "kill switch: UNKNOWN (redis: " in text and "bots halt and none may start" in text
