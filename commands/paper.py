@@ -41,7 +41,7 @@ def paper(
     """Replay candles (or follow live prices) through strategy, risk guard, paper broker and ledger."""
     import threading
 
-    from sigmax_cli.errors import ConfigError, Interrupted
+    from sigmax_cli.errors import ConfigError, Halted, Interrupted
     from sigmax_cli.paper import PaperOptions, prepare_paper, run_paper
     from sigmax_cli.signals import stop_on_signals
 
@@ -65,6 +65,10 @@ def paper(
         print_json(summary.to_dict())
     else:
         _render(state.console, summary, plan.warnings, _market_rules(plan))
+    if summary.status == "halted":
+        raise Halted(f"run {summary.run_id} ended HALTED by the kill switch after {summary.bars} bars and is marked "
+                     "halted in the ledger", "see `sigmax panic --status`; release it with "
+                     "`sigmax panic --release --reason ...` once it is safe")
     if summary.status == "interrupted":
         raise Interrupted(f"run {summary.run_id} was interrupted after {summary.bars} bars and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {summary.run_id}`")

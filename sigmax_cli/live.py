@@ -382,6 +382,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
         AuthenticationError: the keys stop working during the run (the run is recorded failed).
         ExchangeError: reconciliation at start or the data feed cannot reach the exchange.
     """
+    from sigmax_cli.alerts.dispatcher import from_settings as alerts_from_settings
     from sigmax_cli.brokers.reconcile import Reconciler
     from sigmax_cli.data.timeframes import timeframe_to_ms
     from sigmax_cli.exchange.feed import LiveFeed
@@ -468,7 +469,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 _after_tick(engine, broker, metrics, redis_beat, events, state, bot_id, "running")
 
             engine = Engine(config=config, feed=_TickFeed(feed, on_tick), strategy=plan.strategy, broker=broker,
-                            guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher)
+                            guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher,
+                            alerts=alerts_from_settings(s))  # risk trips, kill switch ENGAGED/UNKNOWN
             events.engine = engine
             for sym, pos in carried.items():
                 engine.portfolio.positions[sym] = Position(sym, pos.qty, pos.avg_price, 0.0,

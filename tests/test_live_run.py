@@ -261,6 +261,10 @@ def test_metrics_are_served_and_heartbeats_reach_redis(world, tmp_path, redis_pr
 
 
 def test_kill_switch_engaged_mid_run_halts_and_cancels_the_open_order(world, tmp_path):
+    """No timing in here: the switch is engaged from inside the feed's third wait (the fake
+    clock's sleep, in the engine's own thread), and the engine reads the switch before every
+    step (a stat of the local flag, no wall-time throttle), so the very next bar is HALTED.
+    The run then ticks on to --max-ticks and must end ``halted``, not ``completed``."""
     from sigmax_cli.risk.killswitch import KillSwitch
     from tests.support.binance_orders import connect
 
@@ -277,11 +281,15 @@ def test_kill_switch_engaged_mid_run_halts_and_cancels_the_open_order(world, tmp
 
     clock.on_sleep = engage
     result = run(s, clock, 8)
-    assert result.summary.trading_state == "HALTED"
+    assert polls["n"] >= 3  # the engage did happen mid-run
+    assert result.summary.trading_state == "HALTED" and result.summary.status == "halted"
     assert [o["status"] for o in account.orders.values() if o["clientOrderId"] == "manual-order-9"] == ["CANCELED"]
     assert not [r for r in emu.log if r.method == "POST"]  # nothing placed after the engage
     rows = {r["client_order_id"]: r["status"] for r in ledger_rows(s.ledger_url, "orders")}
     assert rows["manual-order-9"] == "cancelled"
+    assert [r["status"] for r in ledger_rows(s.ledger_url, "runs")] == ["halted"]
+    assert [e["kind"] for e in ledger_rows(s.ledger_url, "events", "where kind like 'risk.kill%'")] == \
+        ["risk.kill_switch"]
 
 
 def test_live_dashboard_shows_the_exchange_beside_the_paper_panels():
