@@ -260,7 +260,8 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     quote = quotes.pop()
     clock = ExchangeClock(exchange, live.clock_sync_seconds)
     broker = LiveBroker(exchange, rules, env=env, clock=clock.now_ms, retry=retry,
-                        submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms)
+                        submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms,
+                        clock_offset_ms=lambda: clock.skew_ms)
     account = _check_account(broker, exchange, settings, env, quote)
     run_id = new_run_id(env)
     metrics = None
@@ -338,6 +339,8 @@ class _Events:
             row = EventRow(ts, level, kind, message)
             self.engine.recent_events.append(row)
             self.engine.observer.on_event(row)
+        if level == "critical":
+            self.ledger.flush()  # visible to monitor and health at once
 
 
 class _TickFeed:
@@ -414,6 +417,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                              strategy=options.strategy, params=params, symbols=list(plan.markets),
                              timeframe=s.timeframe, data_files=[], initial_equity=plan.account.quote_free)
             events = _Events(ledger, run_id, now_fn)
+            broker.emit = events  # an order whose fate the exchange cannot tell is reported as an event
 
             def journal(order: Any) -> None:  # write-ahead: in the ledger before the exchange sees it
                 reconciler.record_order(order)

@@ -48,6 +48,21 @@ it and sends nothing for ``s`` seconds (past the client's timeout), then closes;
 creates it and answers HTTP 500 -1000. The request log of the emulator records such a
 request only once its handler returns. ``on_accept`` is called with each new order before the answer
 (a test can block there, e.g. to SIGKILL the client in that window).
+
+Late arrival (``arrive_late``, one entry per order request, a margin in ms): the request is
+held as if in transit and reaches the exchange ``margin`` ms before the last moment it can
+be accepted (its signed ``timestamp`` + ``recvWindow`` on the exchange's clock, which runs
+``skew_ms`` from the wall clock). It is judged and processed at that simulated arrival
+time (so it is accepted however the test machine schedules threads), long after the
+client's timeout: its answer is lost. Each such request is recorded in :attr:`SpotAccount.
+late` (stamp, recvWindow, arrival and deadline as wall-clock ms, accepted or not) and sets
+:attr:`SpotAccount.late_done`.
+
+Commission asset (``commission_asset``): ``None`` charges the asset received (above);
+``"base"`` charges the base asset on both sides (a sell then gives up ``qty + fee`` base and
+receives the full notional); any other asset name (``"BNB"``) charges that asset at
+``bnb_price`` quote per unit (``commission * notional / bnb_price``), as Binance does with
+its BNB fee discount.
 """
 
 from __future__ import annotations
@@ -135,6 +150,11 @@ class SpotAccount:
     on_accept: Callable[[dict[str, Any]], None] | None = None
     markets: dict[str, tuple[str, str]] = field(default_factory=dict)
     _trade_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
+    arrive_late: deque = field(default_factory=deque)
+    late: list[dict[str, Any]] = field(default_factory=list)
+    late_done: threading.Event = field(default_factory=threading.Event)
+    commission_asset: str | None = None
+    bnb_price: float = 300.0
 
     # ---------------------------------------------------------------- queries
     def now(self) -> int:
@@ -166,16 +186,25 @@ class SpotAccount:
         """Trade ``qty`` of ``order`` at ``price``: balances, trade record, status (lock held)."""
         now = self.now()
         notional = qty * price
+        third = self.commission_asset not in (None, "base")
+        if third:  # e.g. BNB: the fee leaves that asset's wallet, the trade itself is untouched
+            fee, fee_asset = notional * self.commission / self.bnb_price, str(self.commission_asset)
+            self.balances.setdefault(fee_asset, [0.0, 0.0])[0] -= fee
         if order["side"] == "BUY":
             reserved = qty * (order["price"] if order["type"] == "LIMIT" else price)
             self.balances[quote][1] -= reserved
             self.balances[quote][0] += reserved - notional
-            fee, fee_asset = qty * self.commission, base
-            self.balances[base][0] += qty - fee
+            if not third:
+                fee, fee_asset = qty * self.commission, base
+            self.balances[base][0] += qty - (fee if fee_asset == base else 0.0)
         else:
             self.balances[base][1] -= qty
-            fee, fee_asset = notional * self.commission, quote
-            self.balances[quote][0] += notional - fee
+            if self.commission_asset == "base":
+                fee, fee_asset = qty * self.commission, base
+                self.balances[base][0] -= fee
+            elif not third:
+                fee, fee_asset = notional * self.commission, quote
+            self.balances[quote][0] += notional - (fee if fee_asset == quote else 0.0)
         order["executed"] += qty
         order["cum_quote"] += notional
         order["status"] = "FILLED" if order["qty"] - order["executed"] <= 1e-12 else "PARTIALLY_FILLED"
@@ -232,7 +261,7 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
     filters = {s["symbol"]: {f["filterType"]: f for f in s.get("filters", [])}
                for s in emulator.exchange_info["symbols"]}
 
-    def authorised(request: Request) -> Response | None:
+    def authorised(request: Request, server_ms: int | None = None) -> Response | None:
         key = request.headers.get("X-MBX-APIKEY") or request.headers.get("x-mbx-apikey")
         if not account.api_keys:
             if not key:
@@ -253,7 +282,7 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
             return Response.error(-1100, "Illegal characters found in parameter 'timestamp'.")
         if window > 60_000:
             return Response.error(-1131, "recvWindow must be less than 60000")
-        server = _wall_ms() + account.skew_ms
+        server = server_ms if server_ms is not None else _wall_ms() + account.skew_ms
         if stamp >= server + 1000:
             return Response.error(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - stamp > window:
@@ -331,8 +360,36 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
         return None
 
     def new_order(request: Request) -> Response:
+        late = account.arrive_late.popleft() if account.arrive_late else None
+        if late is not None:
+            return late_order(request, float(late))
         if (denied := authorised(request)) is not None:
             return denied
+        return place(request)
+
+    def late_order(request: Request, margin_ms: float) -> Response:
+        """Hold the request in transit until ``margin_ms`` before its acceptance deadline,
+        judge and process it as arriving then, and lose its answer."""
+        try:
+            stamp = int(request.params["timestamp"])
+            window = int(request.params.get("recvWindow", DEFAULT_RECV_WINDOW_MS))
+        except (KeyError, ValueError):
+            return Response.error(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or "
+                                  "malformed.")
+        arrival_server = stamp + window - int(margin_ms)
+        arrival_wall = arrival_server - account.skew_ms
+        time.sleep(max(0.0, (arrival_wall - _wall_ms()) / 1000.0))
+        denied = authorised(request, server_ms=arrival_server)
+        resp = denied if denied is not None else place(request)
+        account.late.append({"client_order_id": request.params.get("newClientOrderId"), "stamp": stamp,
+                             "recv_window": window, "arrival_wall_ms": arrival_wall,
+                             "deadline_wall_ms": stamp + window - account.skew_ms,
+                             "accepted": denied is None and resp.status == 200})
+        account.late_done.set()
+        _drop_connection()  # the client gave up long ago
+        return resp
+
+    def place(request: Request) -> Response:
         p = request.params
         if p.get("symbol") not in markets:
             return Response.error(-1121, "Invalid symbol.")
