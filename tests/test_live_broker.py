@@ -35,7 +35,7 @@ def world(data_dir, btc):
     exchange = connect(emu, timeout_ms=400, recv_window_ms=600)
     journal: list[tuple[str, str, int]] = []
     broker = LiveBroker(
-        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"])}, clock=clock.now_ms,
+        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)}, clock=clock.now_ms,
         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, sleep=clock.sleep), recv_window_ms=600,
         journal=lambda o: journal.append((o.client_order_id, o.status, len(account.orders))))
     broker.seed({"USDT": 5_000.0})
