@@ -35,8 +35,9 @@ def world(data_dir, btc):
     exchange = connect(emu, timeout_ms=400, recv_window_ms=600)
     journal: list[tuple[str, str, int]] = []
     broker = LiveBroker(
-        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)}, clock=clock.now_ms,
-        retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, sleep=clock.sleep), recv_window_ms=600,
+        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)},
+        clock=clock.now_ms, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, sleep=clock.sleep),
+        recv_window_ms=600,
         journal=lambda o: journal.append((o.client_order_id, o.status, len(account.orders))))
     broker.seed({"USDT": 5_000.0})
     yield broker, emu, account, clock, journal
@@ -251,7 +252,8 @@ def late_world(emu, clock, skew_ms, *, offset_known=True, tolerance_ms=0, recv_w
         resumed.append(int(time.time() * 1000))
         assert account.late_done.wait(30), "the emulator never processed the late request"
 
-    broker = LiveBroker(exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"])}, clock=clock.now_ms,
+    rules = {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)}
+    broker = LiveBroker(exchange, rules, clock=clock.now_ms,
                         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, sleep=clock.sleep),
                         recv_window_ms=recv_window_ms, wall_sleep=wall_sleep,
                         clock_offset_ms=(lambda: -skew_ms) if offset_known else None,
@@ -299,7 +301,8 @@ def test_when_the_exchange_cannot_say_nothing_is_resent_the_symbol_stays_blocked
     _, emu, account, clock, _ = world
     exchange = connect(emu, timeout_ms=400, recv_window_ms=600)
     events = []
-    broker = LiveBroker(exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"])}, clock=clock.now_ms,
+    rules = {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)}
+    broker = LiveBroker(exchange, rules, clock=clock.now_ms,
                         retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, sleep=clock.sleep),
                         recv_window_ms=600, accept_tolerance_ms=0,
                         emit=lambda level, kind, message, data: events.append((level, kind, message)))

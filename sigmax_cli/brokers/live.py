@@ -34,11 +34,23 @@ the final ones (``open`` with a fill -> ``partially_filled``, ``closed`` -> ``fi
 trades (the FULL order response, then ``fetch_my_trades`` by order id), each trade once by
 its id.
 
-Fees: a trade's commission is booked in quote. A buy's commission taken in the base asset
-(Binance without BNB) is deducted from the fill's amount and charged as ``commission *
-price`` quote, so that positions equal what the account received and the quote spent is
-exact; quote commissions are taken as they are; other assets (BNB) count as 0 quote and
-keep their currency in ``fee_currency``.
+Fees are booked in the currency the exchange charged, once. A :class:`Fill`'s ``amount`` is
+the base that moved in the account and ``fee`` the commission's value in quote
+(``fee_currency`` names what was charged), so that ``price * amount + fee`` (buy) or
+``price * amount - fee`` (sell) is the quote that moved:
+
+* quote commission: ``amount`` is the traded amount; the book's quote pays the fee;
+* base commission (Binance without BNB on a buy; other exchanges on a sell): ``amount`` is
+  the traded amount minus (buy) or plus (sell) the commission, ``fee = commission * price``;
+  the quote that moved is ``price * traded``: the book's quote is not charged again;
+* a third asset (BNB): the book of that asset pays it; ``amount`` is the traded amount and
+  the quote is not charged; ``fee`` is its value at the exchange's ``BNB/quote`` price
+  (0 when there is none), so P&L counts it once.
+
+Quantities are compared in the market's steps (:meth:`MarketRules.same_amount`,
+:meth:`~MarketRules.covers`, :meth:`~MarketRules.is_flat`), never with an absolute epsilon:
+the trades of an order are summed as exact step counts (Decimal), and an order is fully
+reported when they cover its executed quantity within half a step.
 
 Book. The broker trades a sub-account of the exchange account: ``total(quote)`` is the
 capital it was given (:meth:`seed`: at most ``risk.max_capital``), moved by its own fills;
@@ -64,6 +76,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -90,13 +103,14 @@ from sigmax_cli.errors import (
 )
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.logs import get_logger
-from sigmax_cli.markets import MarketRules
+from sigmax_cli.markets import MarketRules, to_decimal
 
 log = get_logger(__name__)
 
 CLIENT_ID_PREFIX = "sx-"
 """Client order ids the engine generates start with this: reconciliation knows them as ours."""
-_EPS = 1e-9
+_ZERO = Decimal(0)
+FEE_PRICE_TTL_S = 60.0  # a third-asset fee (BNB) is valued at its quote price read at most this long ago
 _CCXT_STATUS = {"canceled": "cancelled", "cancelled": "cancelled", "closed": "filled", "expired": "expired",
                 "rejected": "rejected"}
 LATENCY_WINDOW = 512  # calls kept for the latency percentiles
@@ -242,7 +256,8 @@ class LiveBroker:
         self._active: dict[str, list[Order]] = {}    # symbol -> orders to poll (active, or final with fills to fetch)
         self._pending: dict[str, BrokerUpdate] = {}  # symbol -> changes not yet reported by on_bar
         self._ref: dict[str, float] = {}             # client order id -> reference price (quote)
-        self._gross: dict[str, float] = {}           # client order id -> base amount of its trades seen
+        self._gross: dict[str, Decimal] = {}         # client order id -> base amount of its trades seen (steps)
+        self._fee_prices: dict[str, tuple[float, float | None]] = {}  # fee asset -> (monotonic s, quote price)
         self._by_exchange_id: dict[str, str] = {}
         self.seen_trades: set[str] = set()
         self._book: dict[str, float] = {}
@@ -351,7 +366,7 @@ class LiveBroker:
         amount, price, ref = normalise_request(request, rules)
         asset, need = self._need(request.side, request.type, amount, ref, rules)
         free = self.free(asset)
-        if need > free + _EPS:
+        if not self._affordable(request.side, amount, need, free, rules):
             raise InsufficientFunds(
                 f"{request.symbol} {request.side} needs {need:.8g} {asset} but the run has {free:.8g} free",
                 "order less, or give the run more capital (risk.max_capital) / fund the account")
@@ -360,7 +375,7 @@ class LiveBroker:
                       reduce_only=request.reduce_only, created_ms=now, updated_ms=now, reason=request.reason)
         self._orders[cid] = order
         self._ref[cid] = ref
-        self._gross[cid] = 0.0
+        self._gross[cid] = _ZERO
         self._track(order)
         self._write(order)
         try:
@@ -443,7 +458,7 @@ class LiveBroker:
                           reason=reason)
             self._orders[cid] = order
             self._ref[cid] = float(raw.get("price") or reference_price or raw.get("average") or 0.0)
-            self._gross[cid] = 0.0
+            self._gross[cid] = _ZERO
         self._track(order)
         self._absorb(order, raw)
         self._fetch_trades(order)
@@ -456,7 +471,7 @@ class LiveBroker:
         cid = order.client_order_id
         self._orders[cid] = order
         self._ref[cid] = float(order.price or 0.0)
-        self._gross[cid] = order.filled
+        self._gross[cid] = self.rules(order.symbol).amount_held(order.filled)
         if order.exchange_order_id is not None:
             self._by_exchange_id[order.exchange_order_id] = cid
         self._track(order)
@@ -661,6 +676,36 @@ class LiveBroker:
         buffer = MARKET_BUY_BUFFER_DEFAULT if kind == "market" else 0.0
         return rules.quote, amount * ref * (1.0 + buffer) * (1.0 + fee)
 
+    @staticmethod
+    def _affordable(side: str, amount: float, need: float, free: float, rules: MarketRules) -> bool:
+        """True when ``free`` pays for an order of ``amount`` needing ``need`` (base for a sell,
+        quote for a buy), within half an amount step: a buy's quote is converted to steps at
+        its per-unit cost."""
+        if side == "sell":
+            return rules.covers(free, amount)
+        if amount <= 0:
+            return True
+        return rules.covers(free / (need / amount), amount)
+
+    def _fee_value(self, asset: str, quote: str, cost: float) -> float:
+        """The quote value of a commission of ``cost`` ``asset`` (a third asset such as BNB):
+        at the exchange's last ``asset/quote`` price (read at most every
+        :data:`FEE_PRICE_TTL_S`); 0 when the exchange has no such market or price (logged)."""
+        if cost == 0:
+            return 0.0
+        symbol = f"{asset}/{quote}"
+        now = time.monotonic()
+        cached = self._fee_prices.get(asset)
+        if cached is None or now - cached[0] > FEE_PRICE_TTL_S:
+            price = None
+            if symbol in (getattr(self.exchange, "markets", None) or {}):
+                price = self.last_price(symbol)
+            if price is None:
+                log.warning("a commission in %s cannot be valued in %s (no %s price): it is booked in %s only "
+                            "and counts 0 in P&L", asset, quote, symbol, asset)
+            cached = self._fee_prices[asset] = (now, price)
+        return cost * cached[1] if cached[1] else 0.0
+
     def _reserved(self, asset: str) -> float:
         total = 0.0
         for orders in self._active.values():
@@ -715,8 +760,10 @@ class LiveBroker:
         status = str(raw.get("status") or "").lower()
         ts = int(raw.get("lastUpdateTimestamp") or raw.get("lastTradeTimestamp") or raw.get("timestamp")
                  or self.clock())
-        target = ("partially_filled" if filled > _EPS else "open") if status == "open" else _CCXT_STATUS.get(status)
-        more = filled > order.filled + _EPS
+        rules = self.rules(order.symbol)
+        target = (("open" if rules.is_flat(filled) else "partially_filled") if status == "open"
+                  else _CCXT_STATUS.get(status))
+        more = filled > order.filled and not rules.same_amount(filled, order.filled)  # at least one step more
         if more:
             order.filled = filled  # the exchange's executed quantity (gross)
             if raw.get("cost") is not None:
@@ -741,9 +788,15 @@ class LiveBroker:
         self._pending_order(order)
         self._write(order)
 
+    def _trades_cover(self, order: Order) -> bool:
+        """True when the trades seen add up to the order's executed quantity (within half a
+        step of the market: exact step sums, never an absolute epsilon)."""
+        rules = self.rules(order.symbol)
+        return rules.covers(self._gross.get(order.client_order_id, _ZERO), order.filled)
+
     def _fetch_trades(self, order: Order) -> None:
         """Fetch the order's trades while its executed quantity exceeds the trades seen."""
-        if order.filled - self._gross.get(order.client_order_id, 0.0) <= _EPS or order.exchange_order_id is None:
+        if order.exchange_order_id is None or self._trades_cover(order):
             return
         for trade in self.fetch_trades(order.symbol, None, order.exchange_order_id):
             if str(trade.get("order")) == order.exchange_order_id:
@@ -761,32 +814,34 @@ class LiveBroker:
         fee_info = trade.get("fee") or {}
         fee_cost = float(fee_info.get("cost") or 0.0)
         currency = fee_info.get("currency") or rules.quote
-        amount = gross
+        book = self._book
         if currency == rules.quote:
-            fee = fee_cost
-        elif currency == rules.base:
-            fee = fee_cost * price
-            if order.side == "buy":
-                amount = gross - fee_cost
-            else:  # a sell's base commission leaves the account too
-                self._book[rules.base] = self._book.get(rules.base, 0.0) - fee_cost
+            amount, fee, quote_fee = gross, fee_cost, fee_cost
+        elif currency == rules.base:  # taken out of the base that moved: the fill's amount is what moved
+            amount = gross - fee_cost if order.side == "buy" else gross + fee_cost
+            fee = quote_fee = fee_cost * price
+        else:  # a third asset (BNB): booked in it; the quote it is worth counts in P&L only
+            amount, fee, quote_fee = gross, self._fee_value(currency, rules.quote, fee_cost), 0.0
+            book[currency] = book.get(currency, 0.0) - fee_cost
+        # quote that moved: buy price * amount + fee; sell price * amount - fee (for a base
+        # commission both equal price * gross: the commission is counted once, in base)
+        notional = price * amount
+        if order.side == "buy":
+            book[rules.quote] = book.get(rules.quote, 0.0) - notional - quote_fee
+            book[rules.base] = book.get(rules.base, 0.0) + amount
         else:
-            fee = 0.0
+            book[rules.base] = book.get(rules.base, 0.0) - amount
+            book[rules.quote] = book.get(rules.quote, 0.0) + notional - quote_fee
         liquidity = trade.get("takerOrMaker") or ("taker" if order.type == "market" else "maker")
         ts = int(trade.get("timestamp") or self.clock())
         fill = Fill(order.client_order_id, order.symbol, order.side, price, amount, fee, currency, liquidity, ts,
                     trade_id=trade_id)
-        self._gross[order.client_order_id] = self._gross.get(order.client_order_id, 0.0) + gross
-        notional = price * amount
-        if order.side == "buy":
-            self._book[rules.quote] = self._book.get(rules.quote, 0.0) - notional - fee
-            self._book[rules.base] = self._book.get(rules.base, 0.0) + amount
-        else:
-            self._book[rules.base] = self._book.get(rules.base, 0.0) - amount
-            self._book[rules.quote] = self._book.get(rules.quote, 0.0) + notional - fee
-        if self._gross[order.client_order_id] > order.filled + _EPS:  # the trade arrived before the order's state
-            order.cost = order.cost + price * (self._gross[order.client_order_id] - order.filled)
-            order.filled = self._gross[order.client_order_id]
+        cid = order.client_order_id
+        seen = self._gross[cid] = self._gross.get(cid, _ZERO) + rules.amount_held(gross)
+        if seen > to_decimal(order.filled) and not rules.same_amount(seen, order.filled):
+            # the trade arrived before the order's state
+            order.cost = order.cost + price * float(seen - to_decimal(order.filled))
+            order.filled = float(seen)
         order.fee += fee
         update = self._pending.setdefault(order.symbol, BrokerUpdate())
         update.fills.append(fill)
@@ -801,7 +856,7 @@ class LiveBroker:
 
     def _settle(self, order: Order) -> None:
         """Stop polling a final order once all its trades are in."""
-        if not order.is_active and order.filled - self._gross.get(order.client_order_id, 0.0) <= _EPS:
+        if not order.is_active and self._trades_cover(order):
             self._untrack(order)
 
     def _track(self, order: Order) -> None:

@@ -205,9 +205,10 @@ class SpotAccount:
             elif not third:
                 fee, fee_asset = notional * self.commission, quote
             self.balances[quote][0] += notional - (fee if fee_asset == quote else 0.0)
-        order["executed"] += qty
+        done = order["executed_d"] = order.get("executed_d", Decimal(0)) + Decimal(repr(qty))  # exact, as Binance
+        order["executed"] = float(done)
         order["cum_quote"] += notional
-        order["status"] = "FILLED" if order["qty"] - order["executed"] <= 1e-12 else "PARTIALLY_FILLED"
+        order["status"] = "FILLED" if done >= Decimal(repr(order["qty"])) else "PARTIALLY_FILLED"
         order["updateTime"] = now
         trade = {"symbol": order["symbol"], "id": next(self._trade_ids), "orderId": order["orderId"],
                  "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty), "quoteQty": _fmt(notional),
@@ -223,7 +224,8 @@ class SpotAccount:
             order = next(o for o in self.orders.values()
                          if o["clientOrderId"] == client_order_id and o["status"] in ACTIVE)
             base, quote = self.markets[order["symbol"]]
-            qty = min(qty, order["qty"] - order["executed"])
+            left = Decimal(repr(order["qty"])) - order.get("executed_d", Decimal(0))
+            qty = float(min(Decimal(repr(qty)), left))
             self.execute(order, qty, price if price is not None else order["price"], True, base, quote)
             return order
 
@@ -603,14 +605,20 @@ SPOT_MARKETS = {"BTCUSDT": ("BTC", "USDT"), "ETHUSDT": ("ETH", "USDT")}
 
 
 def spot_exchange(data_dir: Any, candles: list[Candles], *, clock: Callable[[], int] | None = None,
-                  balances: dict[str, list[float]] | None = None, commission: float = 0.001
-                  ) -> tuple[BinanceEmulator, SpotAccount]:
+                  balances: dict[str, list[float]] | None = None, commission: float = 0.001,
+                  extra_markets: list[dict[str, Any]] | None = None) -> tuple[BinanceEmulator, SpotAccount]:
     """A started emulator with the account installed, keys checked as Binance does, the
-    ``candles`` served and filled against, its market clock ``clock``. Stop it after use."""
+    ``candles`` served and filled against, its market clock ``clock``. ``extra_markets``:
+    raw exchangeInfo ``symbols[]`` entries (see :func:`spot_market`) traded beside BTC and
+    ETH. Stop it after use."""
     account = SpotAccount(balances=balances or {"USDT": [10_000.0, 0.0], "BTC": [0.0, 0.0], "ETH": [0.0, 0.0]},
                           api_keys={TEST_KEY: TEST_SECRET}, clock=clock, commission=commission)
     emulator = BinanceEmulator(data_dir, clock=clock)
-    install(emulator, account, dict(SPOT_MARKETS))
+    markets = dict(SPOT_MARKETS)
+    for raw in extra_markets or ():
+        emulator.add_market(raw)
+        markets[raw["symbol"]] = (raw["baseAsset"], raw["quoteAsset"])
+    install(emulator, account, markets)
     for c in candles:
         serve_candles(emulator, account, c)
     emulator.start()
@@ -618,6 +626,22 @@ def spot_exchange(data_dir: Any, candles: list[Candles], *, clock: Callable[[], 
     # of the headers (~40 ms a request), which would make a 500-tick soak crawl.
     emulator._server.RequestHandlerClass.disable_nagle_algorithm = True
     return emulator, account
+
+
+def spot_market(base: str, quote: str = "USDT", *, step: str = "0.00001000", tick: str = "0.01000000",
+                max_qty: str = "9000.00000000", min_notional: str = "5.00000000") -> dict[str, Any]:
+    """A raw exchangeInfo ``symbols[]`` entry of a spot market ``base``+``quote`` with these
+    LOT_SIZE step/max, PRICE_FILTER tick and NOTIONAL minimum (Binance's strings)."""
+    return {"symbol": base + quote, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
+            "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": False,
+            "ocoAllowed": False, "quoteOrderQtyMarketAllowed": True, "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False, "permissions": ["SPOT"],
+            "filters": [{"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000",
+                         "tickSize": tick},
+                        {"filterType": "LOT_SIZE", "minQty": step, "maxQty": max_qty, "stepSize": step},
+                        {"filterType": "NOTIONAL", "minNotional": min_notional, "applyMinToMarket": True,
+                         "maxNotional": "9000000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5}]}
 
 
 def connect(emulator: BinanceEmulator, *, key: str = TEST_KEY, secret: str = TEST_SECRET, timeout_ms: int = 2000,
