@@ -439,6 +439,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 ledger.finish_run(run_id, "failed", {"error": f"start-up reconciliation failed: {cause}"})
                 raise
             broker.seed({plan.quote: capital, **{plan.markets[sym].base: p.qty for sym, p in carried.items()}})
+            reconciler.set_baseline()  # later account changes the run's fills do not explain are reported
             _set_initial_equity(ledger, run_id, initial_equity)
             since = _backfill_since(reconciler.last_bar_ms(s.timeframe), now_fn(), tf_ms, live.backfill_max_bars,
                                     events)

@@ -157,9 +157,9 @@ def test_a_commission_in_bnb_is_booked_in_bnb_and_valued_once_in_quote(btc_at_10
     exch = moved(exch0, exchange_totals(account))
     sign = 1 if side == "buy" else -1
     assert exch["USDT"] == pytest.approx(-sign * 50.0) and exch["BTC"] == pytest.approx(sign * 0.5)
-    assert exch["BNB"] == pytest.approx(-50.0 * 0.001 / 300.0)
+    assert exch["BNB"] == pytest.approx(-0.00016667)  # 0.1 % of 50 USDT in BNB at 300, to 8 decimals
     book = moved(book0, {a: broker.total(a) for a in ("USDT", "BTC", "BNB")})
-    for asset in ("USDT", "BTC", "BNB"):  # BNB as reported: the exchange rounds it to 8 decimals
-        assert book[asset] == pytest.approx(exch[asset], abs=1e-8), asset
+    for asset in ("USDT", "BTC", "BNB"):
+        assert book[asset] == pytest.approx(exch[asset], abs=1e-12), asset
     assert fill.amount == 0.5 and fill.fee_currency == "BNB"
     assert fill.fee == pytest.approx(0.05, rel=1e-3)  # its USDT value at BNB/USDT 300: P&L counts it once

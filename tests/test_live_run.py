@@ -167,6 +167,9 @@ def test_soak_500_ticks_with_faults_ledger_equals_exchange_and_no_duplicate(worl
     assert account.balances["USDT"][0] + account.balances["USDT"][1] == pytest.approx(10_000.0 + usdt, abs=1e-6)
     assert account.balances["BTC"][0] + account.balances["BTC"][1] == pytest.approx(btc_qty, abs=1e-9)
     assert result.summary.final_equity == pytest.approx(summary.final_equity)
+    # the ledger equals the exchange: the two-way reconciliation (every 25 ticks) saw no difference
+    events = ledger_rows(url, "events")
+    assert [e["message"] for e in events if e["kind"] == "reconcile.discrepancy"] == []
 
 
 def test_api_error_burst_pauses_trading_then_it_resumes(world, tmp_path):

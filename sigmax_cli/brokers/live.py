@@ -308,9 +308,19 @@ class LiveBroker:
             out[asset] = Balance(asset, max(self._book[asset] - used, 0.0), used)
         return out
 
-    def exchange_balances(self) -> dict[str, tuple[float, float]]:
-        """The exchange account's ``(free, total)`` per asset at the last refresh."""
-        self._refresh_balances()
+    def exchange_balances(self, fresh: bool = False) -> dict[str, tuple[float, float]]:
+        """The exchange account's ``(free, total)`` per asset at the last refresh; empty when
+        never read.
+
+        Args:
+            fresh: read them now; a failed read is raised, not replaced by the last ones.
+
+        Raises:
+            ExchangeError: with ``fresh``, the exchange could not be asked.
+        """
+        if fresh:
+            self._bal_stale = True
+        self._refresh_balances(strict=fresh)
         return dict(self._exchange_bal)
 
     def has_open_orders(self, symbol: str) -> bool:
@@ -542,6 +552,10 @@ class LiveBroker:
 
     def owns_exchange_id(self, exchange_order_id: str) -> bool:
         return str(exchange_order_id) in self._by_exchange_id
+
+    def client_id_of(self, exchange_order_id: str) -> str | None:
+        """The client order id of one of this broker's orders, by exchange order id."""
+        return self._by_exchange_id.get(str(exchange_order_id))
 
     # ================================================================ placing
     def _place(self, order: Order) -> None:
@@ -880,7 +894,9 @@ class LiveBroker:
         return {} if order.exchange_order_id is not None else {"clientOrderId": order.client_order_id}
 
     # ================================================================ balances
-    def _refresh_balances(self) -> None:
+    def _refresh_balances(self, strict: bool = False) -> None:
+        """Read the balances when stale; a failed read keeps the last ones (logged), or is
+        raised when ``strict``."""
         if not self._bal_stale:
             return
         self._bal_stale = False
@@ -889,6 +905,9 @@ class LiveBroker:
         except (AuthenticationError, ClockSkew):
             raise
         except SigmaxError as err:
+            if strict:
+                self._bal_stale = True
+                raise
             log.warning("could not read the exchange balances: %s; using the last ones", err.cause)
             return
         free, total = raw.get("free") or {}, raw.get("total") or {}

@@ -40,7 +40,8 @@ Behaviour follows Binance where a client can notice it:
   drive partial fills with :meth:`SpotAccount.fill`, and thin books with ``thin_market``
   (the next market orders fill only that fraction and end EXPIRED, as Binance does when the
   book runs out). Commission (``commission``, a fraction) is charged in the asset received:
-  base on a buy, quote on a sell (Binance without BNB).
+  base on a buy, quote on a sell (Binance without BNB), rounded to the 8 decimals it reports
+  (the account moves by exactly the reported commission, as on Binance).
 
 Ambiguous outcomes on demand (``after_accept``, one entry per accepted order): ``"drop"``
 creates the order and closes the connection without an answer; ``("timeout", s)`` creates
@@ -186,24 +187,25 @@ class SpotAccount:
         """Trade ``qty`` of ``order`` at ``price``: balances, trade record, status (lock held)."""
         now = self.now()
         notional = qty * price
+        commission = self.commission
         third = self.commission_asset not in (None, "base")
         if third:  # e.g. BNB: the fee leaves that asset's wallet, the trade itself is untouched
-            fee, fee_asset = notional * self.commission / self.bnb_price, str(self.commission_asset)
+            fee, fee_asset = float(_fmt(notional * commission / self.bnb_price)), str(self.commission_asset)
             self.balances.setdefault(fee_asset, [0.0, 0.0])[0] -= fee
         if order["side"] == "BUY":
             reserved = qty * (order["price"] if order["type"] == "LIMIT" else price)
             self.balances[quote][1] -= reserved
             self.balances[quote][0] += reserved - notional
             if not third:
-                fee, fee_asset = qty * self.commission, base
+                fee, fee_asset = float(_fmt(qty * commission)), base
             self.balances[base][0] += qty - (fee if fee_asset == base else 0.0)
         else:
             self.balances[base][1] -= qty
             if self.commission_asset == "base":
-                fee, fee_asset = qty * self.commission, base
+                fee, fee_asset = float(_fmt(qty * commission)), base
                 self.balances[base][0] -= fee
             elif not third:
-                fee, fee_asset = notional * self.commission, quote
+                fee, fee_asset = float(_fmt(notional * commission)), quote
             self.balances[quote][0] += notional - (fee if fee_asset == quote else 0.0)
         done = order["executed_d"] = order.get("executed_d", Decimal(0)) + Decimal(repr(qty))  # exact, as Binance
         order["executed"] = float(done)
