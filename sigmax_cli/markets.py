@@ -18,9 +18,10 @@ market without it is accepted only when Binance's raw filters (``info.filters``
 LOT_SIZE / PRICE_FILTER) give the steps themselves.
 
 Quantities are compared in units of the market's step with a tolerance of half a step
-(:meth:`MarketRules.same_amount`, :meth:`~MarketRules.covers`,
-:meth:`~MarketRules.is_flat`), never against an absolute epsilon: at 1e9 units a float's
-own resolution is larger than 1e-9, and at a step of 1 an epsilon of 1e-9 is meaningless.
+(:meth:`MarketRules.same_amount`, :meth:`~MarketRules.covers`), never against an absolute
+epsilon: at 1e9 units a float's own resolution is larger than 1e-9, and at a step of 1 an
+epsilon of 1e-9 is meaningless. A position is flat when it holds no whole step
+(:meth:`~MarketRules.is_flat`): nothing is left that an order could sell.
 """
 
 from __future__ import annotations
@@ -230,12 +231,15 @@ class MarketRules:
         return _CONTEXT.subtract(dn, da) < self.amount_step_at(max(abs(da), abs(dn))) * _HALF
 
     def is_flat(self, amount: float | Decimal) -> bool:
-        """True when ``amount`` (base units) is less than half a step from zero: what float
-        sums of whole steps leave behind of a closed position."""
-        value = to_decimal(amount)
-        if self.precision_mode == SIGNIFICANT_DIGITS:
-            return value == 0 or (self.min_amount > 0 and abs(value) < self.amount_step_at(0) * _HALF)
-        return abs(value) < self.amount_step_at(value) * _HALF
+        """True when ``amount`` (base units) holds no whole step, or less than
+        ``min_amount``: nothing an order could sell (the dust a base-asset commission leaves,
+        e.g. 0.16825 BTC bought with 0.1 % taken in BTC holds 0.16808175, of which 0.16808
+        sells and 0.00000175 stays). Exact: amounts are summed as Decimal, so a whole step
+        never shows up as 0.99999999 of one."""
+        value = abs(to_decimal(amount))
+        if value == 0 or (self.min_amount and value < to_decimal(self.min_amount)):
+            return True
+        return self.amount_to_decimal(value) == 0
 
     def amount_held(self, amount: float | Decimal) -> Decimal:
         """The whole number of steps a held ``amount`` stands for (base units, exact).

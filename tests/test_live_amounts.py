@@ -69,8 +69,10 @@ def test_a_1e8_unit_order_filled_in_three_trades_settles_as_filled(big):
     order, fills = fill_in_three(broker, account, 1_000_000_000_000, 532_979_068_556, 979_374_294_952)
     assert order.status == "filled" and order.filled == 1e8
     assert len(fills) == 3 and not broker.has_open_orders(BIG)
-    received = sum(f.amount for f in fills)
-    assert broker.rules(BIG).same_amount(received, account.balances["BIG"][0])  # commission (base) left out
+    received = sum(f.amount - f.fee for f in fills)  # the commission was taken in BIG
+    assert {f.fee_currency for f in fills} == {"BIG"}
+    assert broker.rules(BIG).same_amount(received, account.balances["BIG"][0])
+    assert broker.rules(BIG).same_amount(broker.total("BIG"), account.balances["BIG"][0])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -85,12 +87,10 @@ def test_random_three_trade_fills_of_large_orders_settle_as_filled(big, steps, c
 # ---------------------------------------------------------------- fees in the currency charged
 @pytest.fixture
 def btc_at_100(data_dir):
-    """BTC/USDT at 100 USDT (fills at that price), an account with 2 BTC, 1000 USDT, 1 BNB, and
-    a BNB/USDT market at 300 to value BNB commissions."""
+    """BTC/USDT at 100 USDT (fills at that price), an account with 2 BTC, 1000 USDT and 1 BNB."""
     emu, account = spot_exchange(data_dir, [], commission=0.001,
-                                 balances={"USDT": [1_000.0, 0.0], "BTC": [2.0, 0.0], "BNB": [1.0, 0.0]},
-                                 extra_markets=[spot_market("BNB", tick="0.01000000")])
-    account.prices.update({"BTCUSDT": 100.0, "BNBUSDT": 300.0})
+                                 balances={"USDT": [1_000.0, 0.0], "BTC": [2.0, 0.0], "BNB": [1.0, 0.0]})
+    account.prices["BTCUSDT"] = 100.0
     exchange = connect(emu)
     yield emu, account, exchange
     exchange.close()
@@ -112,8 +112,9 @@ def test_a_sell_charged_in_base_is_booked_once(btc_at_100):
     account.commission_asset = "base"
     broker = make_broker(exchange, ["BTC/USDT"])
     broker.seed({"USDT": 0.0, "BTC": 2.0})
-    portfolio = Portfolio()
-    portfolio.positions["BTC/USDT"] = Position("BTC/USDT", 2.0, 90.0, opened_ms=0)
+    portfolio = Portfolio(broker.markets)
+    portfolio.positions["BTC/USDT"] = Position("BTC/USDT", avg_price=90.0, opened_ms=0)
+    portfolio.positions["BTC/USDT"].set_qty(2.0)
     book0, exch0 = {"USDT": 0.0, "BTC": 2.0}, exchange_totals(account)
 
     order = broker.submit(OrderRequest("BTC/USDT", "sell", "market", 1.0, "sx-fee-base-01", 100.0), 0)
@@ -124,7 +125,7 @@ def test_a_sell_charged_in_base_is_booked_once(btc_at_100):
     book = moved(book0, {"USDT": broker.total("USDT"), "BTC": broker.total("BTC")})
     assert book["USDT"] == pytest.approx(exch["USDT"], abs=1e-9)  # not 99.9: the fee is not charged twice
     assert book["BTC"] == pytest.approx(exch["BTC"], abs=1e-9)
-    assert (fill.amount, fill.fee, fill.fee_currency) == (pytest.approx(1.001), pytest.approx(0.1), "BTC")
+    assert (fill.amount, fill.fee, fill.fee_currency) == (1.0, 0.001, "BTC")  # in the currency charged
     # the engine's position and P&L from that fill agree with the account
     pos = portfolio.apply(fill)
     assert pos.qty == pytest.approx(2.0 - 1.001) and pos.realized_pnl == pytest.approx(100.0 - 90.0 * 1.001)
@@ -142,11 +143,11 @@ def test_a_buy_charged_in_base_is_booked_once(btc_at_100):
     assert exch["USDT"] == pytest.approx(-100.0) and exch["BTC"] == pytest.approx(0.999)
     assert broker.total("USDT") - 1_000.0 == pytest.approx(exch["USDT"], abs=1e-9)
     assert broker.total("BTC") == pytest.approx(exch["BTC"], abs=1e-12)
-    assert fill.amount == pytest.approx(0.999) and fill.notional + fill.fee == pytest.approx(100.0)
+    assert (fill.amount, fill.fee, fill.fee_currency) == (1.0, 0.001, "BTC")
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
-def test_a_commission_in_bnb_is_booked_in_bnb_and_valued_once_in_quote(btc_at_100, side):
+def test_a_commission_in_bnb_is_booked_in_bnb_once(btc_at_100, side):
     emu, account, exchange = btc_at_100
     account.commission_asset, account.bnb_price = "BNB", 300.0
     broker = make_broker(exchange, ["BTC/USDT"])
@@ -161,5 +162,6 @@ def test_a_commission_in_bnb_is_booked_in_bnb_and_valued_once_in_quote(btc_at_10
     book = moved(book0, {a: broker.total(a) for a in ("USDT", "BTC", "BNB")})
     for asset in ("USDT", "BTC", "BNB"):
         assert book[asset] == pytest.approx(exch[asset], abs=1e-12), asset
-    assert fill.amount == 0.5 and fill.fee_currency == "BNB"
-    assert fill.fee == pytest.approx(0.05, rel=1e-3)  # its USDT value at BNB/USDT 300: P&L counts it once
+    assert (fill.amount, fill.fee, fill.fee_currency) == (0.5, 0.00016667, "BNB")
+    order = broker.get_order(f"sx-fee-bnb-{side}")
+    assert order.fee == 0.0  # an order's fee is its quote value: a BNB fee's is not known here

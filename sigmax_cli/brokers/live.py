@@ -34,18 +34,13 @@ the final ones (``open`` with a fill -> ``partially_filled``, ``closed`` -> ``fi
 trades (the FULL order response, then ``fetch_my_trades`` by order id), each trade once by
 its id.
 
-Fees are booked in the currency the exchange charged, once. A :class:`Fill`'s ``amount`` is
-the base that moved in the account and ``fee`` the commission's value in quote
-(``fee_currency`` names what was charged), so that ``price * amount + fee`` (buy) or
-``price * amount - fee`` (sell) is the quote that moved:
-
-* quote commission: ``amount`` is the traded amount; the book's quote pays the fee;
-* base commission (Binance without BNB on a buy; other exchanges on a sell): ``amount`` is
-  the traded amount minus (buy) or plus (sell) the commission, ``fee = commission * price``;
-  the quote that moved is ``price * traded``: the book's quote is not charged again;
-* a third asset (BNB): the book of that asset pays it; ``amount`` is the traded amount and
-  the quote is not charged; ``fee`` is its value at the exchange's ``BNB/quote`` price
-  (0 when there is none), so P&L counts it once.
+Fees are booked once, in the currency the exchange charged them
+(:class:`~sigmax_cli.brokers.base.Fill` ``fee`` / ``fee_currency``, as ccxt's trade
+``fee``); the fill's ``amount`` is the traded amount. In the book: a quote commission comes
+out of the quote; a base commission out of the base (a buy receives ``amount - fee``, a sell
+gives up ``amount + fee``), never out of the quote as well; a third asset's (BNB) out of that
+asset's own entry (the book moves exactly as the account does). An order's ``fee`` is the
+quote value of its fills' fees (a third asset's count 0).
 
 Quantities are compared in the market's steps (:meth:`MarketRules.same_amount`,
 :meth:`~MarketRules.covers`, :meth:`~MarketRules.is_flat`), never with an absolute epsilon:
@@ -110,7 +105,6 @@ log = get_logger(__name__)
 CLIENT_ID_PREFIX = "sx-"
 """Client order ids the engine generates start with this: reconciliation knows them as ours."""
 _ZERO = Decimal(0)
-FEE_PRICE_TTL_S = 60.0  # a third-asset fee (BNB) is valued at its quote price read at most this long ago
 _CCXT_STATUS = {"canceled": "cancelled", "cancelled": "cancelled", "closed": "filled", "expired": "expired",
                 "rejected": "rejected"}
 LATENCY_WINDOW = 512  # calls kept for the latency percentiles
@@ -257,7 +251,6 @@ class LiveBroker:
         self._pending: dict[str, BrokerUpdate] = {}  # symbol -> changes not yet reported by on_bar
         self._ref: dict[str, float] = {}             # client order id -> reference price (quote)
         self._gross: dict[str, Decimal] = {}         # client order id -> base amount of its trades seen (steps)
-        self._fee_prices: dict[str, tuple[float, float | None]] = {}  # fee asset -> (monotonic s, quote price)
         self._by_exchange_id: dict[str, str] = {}
         self.seen_trades: set[str] = set()
         self._book: dict[str, float] = {}
@@ -304,7 +297,7 @@ class LiveBroker:
         """The run's book per asset; ``used`` is what active orders reserve."""
         out = {}
         for asset in self._book:
-            used = min(self._reserved(asset), self._book[asset])
+            used = max(0.0, min(self._reserved(asset), self._book[asset]))
             out[asset] = Balance(asset, max(self._book[asset] - used, 0.0), used)
         return out
 
@@ -701,25 +694,6 @@ class LiveBroker:
             return True
         return rules.covers(free / (need / amount), amount)
 
-    def _fee_value(self, asset: str, quote: str, cost: float) -> float:
-        """The quote value of a commission of ``cost`` ``asset`` (a third asset such as BNB):
-        at the exchange's last ``asset/quote`` price (read at most every
-        :data:`FEE_PRICE_TTL_S`); 0 when the exchange has no such market or price (logged)."""
-        if cost == 0:
-            return 0.0
-        symbol = f"{asset}/{quote}"
-        now = time.monotonic()
-        cached = self._fee_prices.get(asset)
-        if cached is None or now - cached[0] > FEE_PRICE_TTL_S:
-            price = None
-            if symbol in (getattr(self.exchange, "markets", None) or {}):
-                price = self.last_price(symbol)
-            if price is None:
-                log.warning("a commission in %s cannot be valued in %s (no %s price): it is booked in %s only "
-                            "and counts 0 in P&L", asset, quote, symbol, asset)
-            cached = self._fee_prices[asset] = (now, price)
-        return cost * cached[1] if cached[1] else 0.0
-
     def _reserved(self, asset: str) -> float:
         total = 0.0
         for orders in self._active.values():
@@ -828,40 +802,41 @@ class LiveBroker:
         fee_info = trade.get("fee") or {}
         fee_cost = float(fee_info.get("cost") or 0.0)
         currency = fee_info.get("currency") or rules.quote
-        book = self._book
-        if currency == rules.quote:
-            amount, fee, quote_fee = gross, fee_cost, fee_cost
-        elif currency == rules.base:  # taken out of the base that moved: the fill's amount is what moved
-            amount = gross - fee_cost if order.side == "buy" else gross + fee_cost
-            fee = quote_fee = fee_cost * price
-        else:  # a third asset (BNB): booked in it; the quote it is worth counts in P&L only
-            amount, fee, quote_fee = gross, self._fee_value(currency, rules.quote, fee_cost), 0.0
-            book[currency] = book.get(currency, 0.0) - fee_cost
-        # quote that moved: buy price * amount + fee; sell price * amount - fee (for a base
-        # commission both equal price * gross: the commission is counted once, in base)
-        notional = price * amount
-        if order.side == "buy":
-            book[rules.quote] = book.get(rules.quote, 0.0) - notional - quote_fee
-            book[rules.base] = book.get(rules.base, 0.0) + amount
-        else:
-            book[rules.base] = book.get(rules.base, 0.0) - amount
-            book[rules.quote] = book.get(rules.quote, 0.0) + notional - quote_fee
+        fee_quote = fee_cost if currency == rules.quote else 0.0
+        fee_base = fee_cost if currency == rules.base else 0.0
         liquidity = trade.get("takerOrMaker") or ("taker" if order.type == "market" else "maker")
         ts = int(trade.get("timestamp") or self.clock())
-        fill = Fill(order.client_order_id, order.symbol, order.side, price, amount, fee, currency, liquidity, ts,
+        fill = Fill(order.client_order_id, order.symbol, order.side, price, gross, fee_cost, currency, liquidity, ts,
                     trade_id=trade_id)
+        notional = price * gross
+        if order.side == "buy":
+            self._book_add(rules.quote, -notional, -fee_quote)
+            self._book_add(rules.base, gross, -fee_base)
+        else:
+            self._book_add(rules.base, -gross, -fee_base)
+            self._book_add(rules.quote, notional, -fee_quote)
+        if fee_cost and currency not in (rules.quote, rules.base):  # BNB: out of the book's BNB
+            self._book_add(currency, -fee_cost)
         cid = order.client_order_id
         seen = self._gross[cid] = self._gross.get(cid, _ZERO) + rules.amount_held(gross)
         if seen > to_decimal(order.filled) and not rules.same_amount(seen, order.filled):
             # the trade arrived before the order's state
             order.cost = order.cost + price * float(seen - to_decimal(order.filled))
             order.filled = float(seen)
-        order.fee += fee
+        order.fee += fill.fee_in_quote(rules.base, rules.quote) or 0.0
         update = self._pending.setdefault(order.symbol, BrokerUpdate())
         update.fills.append(fill)
         self._pending_order(order)
         if self.metrics is not None:
             self.metrics.fill(fill)
+
+    def _book_add(self, asset: str, *amounts: float) -> None:
+        """Add ``amounts`` to the book's ``asset`` in decimal (0.01 - 0.00001 is 0.00999, not
+        the float 0.009989999999999999 that would truncate a whole step lower)."""
+        total = to_decimal(self._book.get(asset, 0.0))
+        for amount in amounts:
+            total += to_decimal(amount)
+        self._book[asset] = float(total)
 
     def _pending_order(self, order: Order) -> None:
         update = self._pending.setdefault(order.symbol, BrokerUpdate())
