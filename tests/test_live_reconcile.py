@@ -273,11 +273,13 @@ def test_periodic_reconciliation_reports_an_exchange_fill_the_run_did_not_make(w
 
 
 def test_periodic_reconciliation_reports_an_account_that_holds_less_than_the_fills_explain(world, tmp_path):
-    """The run trades 2,000 of the account's 10,000 USDT; 500 USDT leave the account outside
-    sigmax. The book (2,000) is still below the balance (9,500): only the change of the
-    account the run's fills do not explain shows it."""
+    """The account holds 1 BTC the ledger knows nothing of (reported at start, not traded);
+    then 0.4 BTC leave it outside sigmax. The book (0 BTC) is still below the balance
+    (0.6): only the change of the account that the run's fills do not explain shows it."""
     emu, account, clock, exchange, url = world
-    s = settings(tmp_path, emu, ledger_url=url, live={"reconcile_every_ticks": 3}, risk={"max_capital": 2_000.0})
+    with account.lock:
+        account.balances["BTC"][0] = 1.0
+    s = settings(tmp_path, emu, ledger_url=url, live={"reconcile_every_ticks": 3})
     plan = prepare_live(s, LiveOptions(max_ticks=8))
     plan.strategy = Idle()
     ticks = {"n": 0}
@@ -286,9 +288,12 @@ def test_periodic_reconciliation_reports_an_account_that_holds_less_than_the_fil
         ticks["n"] += 1
         if ticks["n"] == 2:
             with account.lock:
-                account.balances["USDT"][0] -= 500.0
+                account.balances["BTC"][0] -= 0.4
 
     clock.on_sleep = withdraw
     result = run_live(plan, threading.Event(), clock=clock.now_ms, sleep=clock.sleep)
-    messages = [e["message"] for e in discrepancy_events(url, result.run_id)]
-    assert len(messages) == 1 and "holds 500 USDT less than the run's own fills explain" in messages[0]
+    assert any("holds 1 BTC but the ledger's positions only 0" in w for w in result.warnings)
+    events = discrepancy_events(url, result.run_id)
+    assert [e["level"] for e in events if "not the ledger's" in e["message"]] == ["warning"]  # at start
+    critical = [e["message"] for e in events if e["level"] == "critical"]
+    assert len(critical) == 1 and "holds 0.4 BTC less than the run's own fills explain" in critical[0]

@@ -38,9 +38,11 @@ Periodically: unknown open orders (cancel or adopt), the run's orders the broker
 track of, trades since the last check that the broker has not reported (handed to the
 engine as fills through the broker), the same two-way comparison of orders and trades
 since the last check, and the run's book against the exchange balances in both
-directions: the book holding more than the account, and any change of the account that
-the run's own fills do not explain (``exchange - book`` per asset moved from where it was
-when the run started: an extra fill, a deposit or a withdrawal). Balances are compared on a
+directions: the book holding more than the account (any asset), and, for the base assets
+of the run's symbols (which no other run moves), any change of the account that the run's
+own fills do not explain (``exchange - book`` moved from where it was when the book was
+seeded: an extra fill, a deposit or a withdrawal). The quote is a sub-account of a balance
+other runs may share, so only its first direction is checked. Balances are compared on a
 fresh read taken after the trades were taken in, and not at all when a trade arrived
 meanwhile (the next check does it). Quantities are compared within half a market step.
 """
@@ -429,20 +431,17 @@ class Reconciler:
         return new
 
     def set_baseline(self) -> None:
-        """Remember ``exchange total - book`` per asset: what the account holds beside the
-        run's book when it was seeded. Later changes of it are differences the run's fills
-        do not explain."""
+        """Remember ``exchange total - book`` of each base asset the run trades: what the
+        account holds of it beside the run's book when the book was seeded. Later changes of
+        it are differences the run's fills do not explain."""
         balances = self.broker.exchange_balances()
         if balances:
-            self._baseline = {a: balances.get(a, (0.0, 0.0))[1] - self.broker.total(a) for a in self._assets(balances)}
+            self._baseline = {a: balances.get(a, (0.0, 0.0))[1] - self.broker.total(a) for a in self._bases()}
 
-    def _assets(self, balances: dict[str, tuple[float, float]]) -> set[str]:
-        assets = set(self.broker.balances())
-        for symbol in self.symbols:
-            rules = self.broker.markets.get(symbol)
-            if rules is not None:
-                assets.update((rules.base, rules.quote))
-        return assets
+    def _bases(self) -> set[str]:
+        """Base assets of the run's symbols: only this run moves them (the quote, and a
+        commission asset such as BNB, are shared with other runs on the same account)."""
+        return {self.broker.markets[s].base for s in self.symbols if s in self.broker.markets}
 
     def _apart(self, asset: str, a: float, b: float) -> bool:
         """True when amounts ``a`` and ``b`` of ``asset`` differ by half its smallest unit or
@@ -471,17 +470,19 @@ class Reconciler:
                 return
         if not self._baseline:
             self.set_baseline()
-            return
-        for asset in sorted(self._assets(balances)):
+        bases = self._bases()
+        for asset in sorted(set(broker.balances()) | bases):
             mine = broker.total(asset)
             held = balances.get(asset, (0.0, 0.0))[1]
             key = f"balance:{asset}"
-            base = self._baseline.setdefault(asset, held - mine)
-            drift = (held - mine) - base
+            drift = base = 0.0
+            if asset in bases:
+                base = self._baseline.setdefault(asset, held - mine)
+                drift = (held - mine) - base
             if mine > held and self._apart(asset, mine, held):
                 message = (f"the run's book holds {mine:.8g} {asset} but the exchange account only {held:.8g} "
                            "(sold or withdrawn outside sigmax?)")
-            elif self._apart(asset, held - mine, base):
+            elif asset in bases and self._apart(asset, held - mine, base):
                 more = "more" if drift > 0 else "less"
                 message = (f"the exchange account holds {abs(drift):.8g} {asset} {more} than the run's own fills "
                            f"explain (exchange {held:.8g}, book {mine:.8g}): a fill the ledger lacks, or a deposit "
