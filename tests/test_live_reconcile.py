@@ -103,6 +103,7 @@ def test_start_resolves_adopts_rejects_recovers_and_cancels(world, tmp_path):
     result = run_live(plan, threading.Event(), clock=clock.now_ms, sleep=clock.sleep)
 
     start = result.reconciliation["start"]
+    assert start["discrepancies"] == []  # everything the exchange holds is accounted for
     assert start["failed_runs"] == [DEAD_RUN]
     assert start["resolved"] == {"sx-dead-0000001": "filled", "sx-dead-0000005": "filled"}
     assert sorted(start["adopted"]) == ["sx-dead-0000002", "sx-dead-0000003", "sx-dead-0000004"]
