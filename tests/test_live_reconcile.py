@@ -298,3 +298,24 @@ def test_periodic_reconciliation_reports_an_account_that_holds_less_than_the_fil
     assert [e["level"] for e in events if "not the ledger's" in e["message"]] == ["warning"]  # at start
     critical = [e["message"] for e in events if e["level"] == "critical"]
     assert len(critical) == 1 and "holds 0.4 BTC less than the run's own fills explain" in critical[0]
+
+
+def test_a_resting_order_filling_between_bars_is_no_discrepancy(world, tmp_path):
+    """Reconciliation at every tick while an adopted resting order fills between two bars (on
+    the exchange before the broker polled it): taken in as a fill, not reported."""
+    emu, account, clock, exchange, url = world
+    exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 9_000.0, {"clientOrderId": "manual-order-4"})
+    s = settings(tmp_path, emu, ledger_url=url, live={"unknown_orders": "adopt", "reconcile_every_ticks": 1})
+    plan = prepare_live(s, LiveOptions(max_ticks=6))
+    plan.strategy = Idle()
+    ticks = {"n": 0}
+
+    def fill_it(_seconds):
+        ticks["n"] += 1
+        if ticks["n"] in (2, 4):
+            account.fill("manual-order-4", 0.004)
+
+    clock.on_sleep = fill_it
+    result = run_live(plan, threading.Event(), clock=clock.now_ms, sleep=clock.sleep)
+    assert result.summary.fills == 2
+    assert discrepancy_events(url, result.run_id) == []
