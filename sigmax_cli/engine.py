@@ -256,7 +256,7 @@ class Engine:
         for bar in bars:
             sym = bar.symbol
             if broker.has_open_orders(sym):
-                self._apply(broker.on_bar(bar))
+                self._apply(broker.on_bar(bar), now)
             marks[sym] = bar.close
             self.last_bars[sym] = bar
             if sym not in self._bench_qty:
@@ -372,7 +372,8 @@ class Engine:
         self.ledger.record_order(order.record(self.cfg.run_id))
         return order
 
-    def _apply(self, update: BrokerUpdate) -> None:
+    def _apply(self, update: BrokerUpdate, now: int) -> None:
+        """Book ``update``'s fills and orders; ``now`` is the bar close time they are seen at."""
         run_id = self.cfg.run_id
         ledger = self.ledger
         for fill in update.fills:
@@ -380,7 +381,7 @@ class Engine:
             if decided:
                 move = fill.price / decided - 1.0
                 self.last_slippage_bps = (move if fill.side == "buy" else -move) * 10_000.0
-            pos = self.portfolio.apply(fill)
+            pos = self.portfolio.apply(fill, bar_ms=now)
             ledger.record_fill(fill.record(run_id))
             ledger.record_position(pos.record(run_id, fill.ts_ms))
             self.fills += 1

@@ -45,7 +45,7 @@ class Portfolio:
         self.closed_trades = 0
         self.wins = 0
         self.losing_streak = 0
-        self.last_loss_ms: dict[str, int] = {}  # symbol -> close time of its last losing round trip
+        self.last_loss_ms: dict[str, int] = {}  # symbol -> bar close time its last losing round trip was seen
 
     def position(self, symbol: str) -> Position:
         pos = self.positions.get(symbol)
@@ -53,9 +53,18 @@ class Portfolio:
             pos = self.positions[symbol] = Position(symbol)
         return pos
 
-    def apply(self, fill: Fill) -> Position:
+    def apply(self, fill: Fill, bar_ms: int | None = None) -> Position:
         """Update the fill's symbol position; returns it. A sell closing the position ends a
-        round trip (``last_trade_pnl`` set, ``losing_streak`` updated)."""
+        round trip (``last_trade_pnl`` set, ``losing_streak`` updated).
+
+        Args:
+            fill: the execution.
+            bar_ms: the close time (UTC ms) of the bar at which the engine applies the fill.
+                A losing round trip is dated by it in ``last_loss_ms``, so that the
+                stop-out cooldown compares bar time with bar time: a live fill carries the
+                exchange's wall clock, which runs ahead of the bars a restarted bot is still
+                catching up on. ``None``: the fill's own time.
+        """
         pos = self.position(fill.symbol)
         if fill.side == "buy":
             cost = pos.avg_price * pos.qty + fill.notional + fill.fee
@@ -75,7 +84,7 @@ class Portfolio:
                 self.closed_trades += 1
                 self.losing_streak = self.losing_streak + 1 if pos._trade_pnl < 0 else 0
                 if pos._trade_pnl < 0:
-                    self.last_loss_ms[fill.symbol] = fill.ts_ms
+                    self.last_loss_ms[fill.symbol] = fill.ts_ms if bar_ms is None else bar_ms
                 else:
                     self.wins += 1
                 pos.opened_ms = None
