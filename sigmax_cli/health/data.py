@@ -83,12 +83,14 @@ class DataCheck(Check):
 
 
 def _live_bots(reader: db.Reader) -> list[dict[str, Any]] | None:
-    """Running bots whose run is not a replay of files; ``None`` without a heartbeats table."""
+    """Running bots whose run is not a replay of files (nor lost: the heartbeat check marks
+    and reports those); ``None`` without a heartbeats table."""
     if not reader.has_table("heartbeats"):
         return None
     rows = reader.query(
         "SELECT h.bot_id, h.detail_json, r.timeframe, r.data_files_json, r.started_ms, h.ts_ms "
-        "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id WHERE h.status <> 'stopped' ORDER BY h.bot_id")
+        "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id "
+        "WHERE h.status = 'running' AND (r.status IS NULL OR r.status = 'running') ORDER BY h.bot_id")
     bots = []
     for bot_id, detail_json, timeframe, files_json, started_ms, ts_ms in rows:
         if timeframe is None or _replays_files(files_json):
