@@ -60,9 +60,11 @@ def start_run(url: str, run_id: str, *, timeframe: str = "1h", files=None, mode:
         ledger.start_run(run_id=run_id, mode=mode, profile="conservative", exchange="binance", strategy="rules",
                          params={}, symbols=["BTC/USDT"], timeframe=timeframe,
                          data_files=LIVE_FILES if files is None else files, initial_equity=10_000.0)
-        if started_ms is not None:
+        if started_ms is not None:  # a run of another host: this process is younger than such a start, and
+            # a pid younger than its run is a reused one (sigmax_cli.ledger.liveness)
             with ledger.engine.begin() as conn:
-                conn.execute(update(s.runs).where(s.runs.c.run_id == run_id).values(started_ms=started_ms))
+                conn.execute(update(s.runs).where(s.runs.c.run_id == run_id).values(
+                    started_ms=started_ms, host_id="another-host"))
 
 
 def beat(url: str, bot_id: str, run_id: str | None, ts_ms: int, status: str = "running",

@@ -17,7 +17,10 @@ When the lock file cannot be created, locked or written (``SIGMAX_HOME`` missing
 read-only, a full disk, a file system without ``flock``) the run goes ahead (without the lock
 when it could not be taken) and the OS error becomes a CRITICAL result ``health:lock``
 (:attr:`RunLock.error`): a health check that cannot write its own state directory has found
-a problem, and must say so rather than crash (exit 70) or hide it in a note.
+a problem, and must say so rather than crash (exit 70) or hide it in a note. One exception:
+a ``SIGMAX_HOME`` that does not exist at all (a host that only monitors a shared ledger and
+Redis, or a cron line without ``SIGMAX_HOME``) runs unlocked with a note (:attr:`RunLock.note`);
+the ``system`` check reports a missing home as CRITICAL when it is selected.
 """
 
 from __future__ import annotations
@@ -76,12 +79,14 @@ class RunLock:
         error: the OS error met creating, locking or writing the lock file, as one sentence
             naming the file (``None`` when all went well); the run goes ahead, unlocked
             unless only the holder record could not be written.
+        note: why the run goes ahead unlocked when ``SIGMAX_HOME`` does not exist.
         locked: whether this run holds the lock.
     """
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / LOCK_NAME
         self.error: str | None = None
+        self.note: str | None = None
         self._fd: int | None = None
 
     @property
@@ -93,6 +98,9 @@ class RunLock:
 
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            self.note = f"ran without the overlap lock: {self.path.parent} does not exist"
+            return self
         except OSError as exc:
             self.error = f"cannot create the overlap lock {self.path} ({exc.strerror}); ran without it"
             return self

@@ -58,7 +58,7 @@ class HealthReport:
         checks: the names of the checks that ran.
         started_ms: when the run started, UTC ms.
         duration_s: wall time of the whole run, seconds.
-        notes: remarks about the run itself.
+        notes: remarks about the run itself (e.g. it ran without the lock: no SIGMAX_HOME).
     """
 
     results: list[CheckResult]
@@ -125,6 +125,8 @@ def check_health(settings: Settings, names: Iterable[str] | None = None, *, lock
         report = run_checks(settings, selected, clock=clock)
     if held.error:
         report.own_failure("lock", held.error)
+    if held.note:
+        report.notes.append(held.note)
     return report
 
 

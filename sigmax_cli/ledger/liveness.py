@@ -49,8 +49,10 @@ LOST_AFTER_MIN_MS = 600_000
 """...and never before 10 minutes (clock skew between hosts, a long start-up)."""
 MIN_INTERVAL_MS = 10_000
 """The engine writes a heartbeat at most every 10 s (``EngineConfig.heartbeat_s``)."""
-PID_START_SLACK_S = 1.0
-"""A process created more than this after the run started cannot be the run's (pid reuse)."""
+PID_START_SLACK_S = 120.0
+"""A process created more than 2 min after the run started cannot be the run's (pid reuse).
+Not less: a process's creation time is recomputed from the current wall clock, so a clock
+stepped forward while the bot runs moves it later than the start the run recorded."""
 
 Execute = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """``execute(sql, params) -> rows``: runs one statement with ``?`` placeholders; a statement
