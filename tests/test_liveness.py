@@ -108,7 +108,7 @@ def test_a_new_paper_run_marks_the_runs_of_dead_bots_lost(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     runs = _runs(home)
     assert runs["dead"]["status"] == "lost" and runs["next"]["status"] == "completed"
-    assert runs["next"]["host_id"] == liveness.host_id() and runs["next"]["heartbeat_interval_ms"] == 3_600_000
+    assert runs["next"]["host_id"] == liveness.host_id() and runs["next"]["heartbeat_interval_ms"] == 10_000
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])

@@ -98,6 +98,15 @@ def default_interval_ms(timeframe_ms: int | None) -> int:
     return max(MIN_INTERVAL_MS, int(timeframe_ms or 0))
 
 
+def paper_interval_ms(timeframe_ms: int, speed: float, replay: bool) -> int:
+    """The heartbeat interval (ms) of a paper run: a replay as fast as possible beats every
+    10 s; at ``speed`` x real time a bar takes ``timeframe / speed``; on live public data
+    (``replay`` False) the engine waits for each bar to close."""
+    if not replay:
+        return default_interval_ms(timeframe_ms)
+    return max(MIN_INTERVAL_MS, int(timeframe_ms / speed) if speed > 0 else 0)
+
+
 def process_alive(pid: int | None, started_ms: int | None = None) -> bool:
     """Whether ``pid`` on this host is the run's process: it exists, is not a zombie, and was
     created before the run started (``started_ms``, UTC ms) plus :data:`PID_START_SLACK_S`.
