@@ -24,7 +24,7 @@ def monitor(
     from sigmax_cli.monitor import collect, render, to_dict
 
     state = obj(ctx)
-    with Ledger(state.settings().ledger_url, create=False) as ledger:
+    with Ledger(state.settings(home_must_be_dir=True).ledger_url, create=False) as ledger:
         if as_json or once:
             rows = collect(ledger, stale_after_s=stale_after)
             if as_json:

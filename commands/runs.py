@@ -26,7 +26,7 @@ def list_runs(
     from sigmax_cli.ledger import Ledger
 
     state = obj(ctx)
-    with Ledger(state.settings().ledger_url, create=False) as ledger:
+    with Ledger(state.settings(home_must_be_dir=True).ledger_url, create=False) as ledger:
         unacked = {run.run_id: run for run in ledger.mark_lost_runs()}
         runs = [r for r in ledger.list_runs(limit) if not lost or r.run_id in unacked]
         if lost:  # every unacknowledged lost run, however old
@@ -77,7 +77,7 @@ def ack(
         raise ConfigError("name the lost runs to acknowledge, or give --all", "e.g. `sigmax runs ack RUN_ID`; "
                           "`sigmax runs list --lost` lists them")
     state = obj(ctx)
-    with Ledger(state.settings().ledger_url, create=False) as ledger:
+    with Ledger(state.settings(home_must_be_dir=True).ledger_url, create=False) as ledger:
         ledger.mark_lost_runs()
         done = ledger.acknowledge_lost(None if all_lost else list(dict.fromkeys(run_ids or [])))
     if as_json:

@@ -77,10 +77,44 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    problem = _pg_url_problem(parsed)
+    if problem:
+        raise ConfigError(f"database URL {shown!r} is malformed: {problem}",
+                          "use postgresql://USER@HOST:PORT/DB[?sslmode=require] in SIGMAX_DATABASE_URL")
     try:
         return create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
     except NoSuchModuleError as exc:  # pragma: no cover - psycopg is a dependency
         raise ConfigError(f"no driver for {shown!r} ({exc})", "install psycopg[binary]") from None
+
+
+_PG_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+}
+
+
+def _pg_url_problem(parsed) -> str | None:
+    """What libpq would refuse in a PostgreSQL URL before it reaches any server (a port out
+    of range, an option it does not know, a value outside an option's choices), as a phrase;
+    ``None`` when the URL is well formed. Such a URL is bad input (exit 2), not an
+    unreachable database (exit 69)."""
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"port {parsed.port} is not between 1 and 65535"
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    options = {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
+    try:
+        conninfo_to_dict(make_conninfo("", **options))
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError: libpq refused an option
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "an option libpq does not accept"
+    for name, choices in _PG_CHOICES.items():
+        if name in options and options[name] not in choices:
+            return f"{name}={options[name]} is not one of {', '.join(choices)}"
+    if "connect_timeout" in options and not options["connect_timeout"].lstrip("-").isdigit():
+        return f"connect_timeout={options['connect_timeout']} is not a number of seconds"
+    return None
 
 
 def sqlite_path(url: str) -> Path | None:
