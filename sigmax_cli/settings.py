@@ -112,7 +112,7 @@ class RiskSettings(_Section):
 class PaperSettings(_Section):
     """The paper broker's account and fill model."""
 
-    balance: float = Field(10_000.0, gt=0, description="starting quote balance")
+    balance: float = Field(10_000.0, gt=0, allow_inf_nan=False, description="starting quote balance")
     maker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
     taker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
     slippage_bps: float = Field(5.0, ge=0, lt=10_000, description="basis points vs bar open")

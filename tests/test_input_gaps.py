@@ -45,6 +45,12 @@ def test_non_finite_balance_and_speed_are_refused_before_anything_is_written(cli
     _nothing_written(tmp_path)
 
 
+def test_a_non_finite_balance_from_the_environment_is_refused_too(cli, tmp_path):
+    result = cli("paper", "--data", BTC_1H, "--json", env={"SIGMAX_PAPER__BALANCE": "inf"})
+    _one_sentence(result, 2, "setting 'paper.balance' is invalid: Input should be a finite number")
+    _nothing_written(tmp_path)
+
+
 # -- candle files with repeated and out-of-order rows --------------------------------------------
 # Decision: reported, not refused. An exact repeat carries no conflicting information (files
 # assembled from overlapping downloads have them; two *different* candles at one time are still
