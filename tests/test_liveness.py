@@ -271,3 +271,49 @@ def test_a_schema_2_ledger_gains_the_columns_and_keeps_its_running_run(tmp_path)
         assert ledger.schema_version == 3
         (lost,) = ledger.mark_lost_runs()  # 6 h of silence > 5 x 1 h
         assert lost.run_id == "old" and ledger.get_run("old").status == "lost"
+
+
+def test_a_read_only_ledger_is_judged_without_writing(cli, pg_url):
+    """monitor and report as a PostgreSQL role that may only SELECT (an auditor's, a
+    dashboard's): the lost run is shown lost, nothing is written, nothing crashes."""
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    start_run(pg_url, "gone-ro", mode="testnet")
+    _foreign(pg_url, "gone-ro", started_ms=int(time.time() * 1000) - 180 * MIN)
+    role = f"sigmax_ro_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    url = pg_url.replace("postgres@", f"{role}@", 1)
+    try:
+        with Ledger(url) as ledger:
+            (lost,) = ledger.mark_lost_runs()
+            assert lost.run_id == "gone-ro" and ledger.get_run("gone-ro").status == "running"
+        monitored = cli("monitor", "--json", env={"SIGMAX_DATABASE_URL": url})
+        assert monitored.exit_code == 0, monitored.stderr
+        report = cli("report", "--list", "--format", "json", env={"SIGMAX_DATABASE_URL": url})
+        assert report.exit_code == 0 and json.loads(report.stdout)["runs"][0]["status"] == "running"  # as stored
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")  # drops the grants with it
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_sighup_sets_the_stop_event_of_stop_on_signals():
+    """paper and run both stop through stop_on_signals: a real SIGHUP to this process."""
+    import threading
+
+    from sigmax_cli.signals import stop_on_signals
+
+    stop = threading.Event()
+    before = signal.getsignal(signal.SIGHUP)
+    with stop_on_signals(stop):
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert stop.wait(10)
+    assert signal.getsignal(signal.SIGHUP) == before

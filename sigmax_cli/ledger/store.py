@@ -264,11 +264,16 @@ class Ledger:
     def mark_lost_runs(self, now_ms: int | None = None) -> list[Any]:
         """Mark ``running`` runs whose bot is gone ``lost``; returns every lost run not yet
         acknowledged (:class:`~sigmax_cli.ledger.liveness.LostRun`), oldest first. See
-        :func:`sigmax_cli.ledger.liveness.sweep` for when a run is lost."""
+        :func:`sigmax_cli.ledger.liveness.sweep` for when a run is lost. On a ledger this
+        user may not write, the runs are judged and returned but not marked."""
         from sigmax_cli.ledger import liveness
 
-        with self.engine.begin() as conn:
-            return liveness.sweep(liveness.sqlalchemy_execute(conn), conn.dialect.name, now_ms)
+        try:
+            with self.engine.begin() as conn:
+                return liveness.sweep(liveness.sqlalchemy_execute(conn), conn.dialect.name, now_ms)
+        except DBAPIError:  # a ledger this user may only read (monitor, report): judge without writing
+            with self.engine.connect() as conn:
+                return liveness.sweep(liveness.sqlalchemy_execute(conn), conn.dialect.name, now_ms, write=False)
 
     def acknowledge_lost(self, run_ids: list[str] | None = None) -> list[str]:
         """Acknowledge lost runs (``None``: all of them); returns the ids acknowledged now.
