@@ -380,13 +380,13 @@ def test_a_restore_killed_half_way_leaves_a_scratch_copy_that_the_next_backup_re
 
 def test_only_scratch_copies_whose_owner_is_gone_are_removed(cli, tmp_path):
     from sigmax_cli.backup.verify import clean_stale_scratch
-    from sigmax_cli.ledger.liveness import host_id
+    from sigmax_cli.ledger.liveness import host_tag
 
     home = tmp_path / "home"
     home.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=30)
-    here = host_id()[:8]
+    here = host_tag()
     elsewhere = "0" * 8 if here != "0" * 8 else "1" * 8
     paths = {
         "dead owner": home / f".sigmax-restore-{here}-{gone.pid}-k1x2",

@@ -33,7 +33,7 @@ from sigmax_cli.errors import ChecksumMismatch
 
 SCRATCH_PREFIX = ".sigmax-restore-"
 """Scratch directories in ``SIGMAX_HOME`` where a verify or restore extracts an archive:
-``.sigmax-restore-<host id, 8 hex>-<pid>-<random>``, so that a later run can tell whose it is."""
+``.sigmax-restore-<host tag, 8 hex>-<pid>-<random>``, so that a later run can tell whose it is."""
 _SCRATCH_RE = re.compile(r"^\.sigmax-restore-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?")
 _INSTALL_RE = re.compile(r"^\..+\.restore-(?P<pid>\d+)$")  # members.install_file's temporary copy
 UNOWNED_STALE_S = 86_400.0
@@ -42,9 +42,9 @@ once it is a day old: no verify or restore takes that long."""
 
 
 def _scratch_prefix() -> str:
-    from sigmax_cli.ledger.liveness import host_id
+    from sigmax_cli.ledger.liveness import host_tag
 
-    return f"{SCRATCH_PREFIX}{host_id()[:8]}-{os.getpid()}-"
+    return f"{SCRATCH_PREFIX}{host_tag()}-{os.getpid()}-"
 
 
 def clean_stale_scratch(home: Path, now_s: float | None = None) -> list[Path]:
@@ -57,13 +57,13 @@ def clean_stale_scratch(home: Path, now_s: float | None = None) -> list[Path]:
     Call it while holding the backup lock (at the start of a backup or restore): no restore of
     this home runs then, and a verify running meanwhile owns a live pid.
     """
-    from sigmax_cli.ledger.liveness import host_id, process_alive
+    from sigmax_cli.ledger.liveness import host_tag, process_alive
 
     home = Path(home)
     if not home.is_dir():
         return []
     now = time.time() if now_s is None else now_s
-    here = host_id()[:8]
+    here = host_tag()
     removed: list[Path] = []
     for entry in home.iterdir():
         name = entry.name

@@ -34,7 +34,6 @@ placeholders, adapted by the caller.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -62,25 +61,32 @@ _host_id: str | None = None
 
 
 def host_id() -> str:
-    """This host's identity for pid checks: a hash (32 hex chars) of the host name, the
-    kernel's boot id and this process's PID namespace. Two containers that share a host name
-    but not a PID namespace, or a host after a reboot, get different ids, so a pid is only
-    looked up where it means the same process."""
+    """This host's identity for pid checks (at most 64 chars): the kernel's boot id (a random
+    UUID drawn at every boot) and this process's PID namespace; without ``/proc``, the host
+    name and boot time. Two containers that share a host name but not a PID namespace, or a
+    host after a reboot, get different ids, so a pid is only looked up where it means the
+    same process. (No hashlib: ``sigmax health`` imports this module, and OpenSSL's start-up
+    costs more than the rest of it.)"""
     global _host_id
     if _host_id is None:
-        parts = [socket.gethostname()]
-        for path in ("/proc/sys/kernel/random/boot_id",):
-            try:
-                with open(path, encoding="ascii") as fh:
-                    parts.append(fh.read().strip())
-            except OSError:
-                parts.append(_boot_time())
         try:
-            parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+            with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as fh:
+                boot = fh.read().strip()
         except OSError:
-            parts.append("")
-        _host_id = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+            boot = f"{socket.gethostname()[:40]}@{_boot_time()}"
+        try:
+            namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+        except OSError:
+            namespace = ""
+        _host_id = f"{boot}/{namespace}"[:64]
     return _host_id
+
+
+def host_tag() -> str:
+    """:func:`host_id` in 8 hex characters (CRC-32), for names of files (scratch directories)."""
+    import zlib
+
+    return f"{zlib.crc32(host_id().encode()):08x}"
 
 
 def _boot_time() -> str:
