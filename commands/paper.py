@@ -42,7 +42,7 @@ def paper(
     import math
     import threading
 
-    from sigmax_cli.errors import ConfigError, Interrupted
+    from sigmax_cli.errors import ConfigError, Halted, Interrupted
     from sigmax_cli.paper import PaperOptions, prepare_paper, run_paper
     from sigmax_cli.signals import stop_on_signals
 
@@ -71,6 +71,10 @@ def paper(
         print_json({**summary.to_dict(), "data_warnings": data_warnings})
     else:
         _render(state.console, summary, [*data_warnings, *plan.warnings], _market_rules(plan))
+    if summary.status == "halted":
+        raise Halted(f"run {summary.run_id} ended HALTED by the kill switch after {summary.bars} bars and is marked "
+                     "halted in the ledger", "see `sigmax panic --status`; release it with "
+                     "`sigmax panic --release --reason ...` once it is safe")
     if summary.status == "interrupted":
         raise Interrupted(f"run {summary.run_id} was interrupted after {summary.bars} bars and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {summary.run_id}`")

@@ -33,7 +33,7 @@ def run(
     import os
     import threading
 
-    from sigmax_cli.errors import Interrupted
+    from sigmax_cli.errors import Halted, Interrupted
     from sigmax_cli.live import LiveOptions, find_env_file, prepare_live, run_live
     from sigmax_cli.settings import check_env_file, default_home
     from sigmax_cli.signals import stop_on_signals
@@ -61,6 +61,10 @@ def run(
         print_json(result.to_dict())
     else:
         _render(state.console, result)
+    if result.status == "halted":
+        raise Halted(f"run {result.run_id} ended HALTED by the kill switch after {result.ticks} ticks and is marked "
+                     "halted in the ledger", "see `sigmax panic --status`; release it with "
+                     "`sigmax panic --release --reason ...` once it is safe")
     if result.status == "interrupted":
         raise Interrupted(f"run {result.run_id} was interrupted after {result.ticks} ticks and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {result.run_id}`")

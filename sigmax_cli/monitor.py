@@ -89,14 +89,37 @@ def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float =
     return rows
 
 
-def to_dict(rows: list[BotRow]) -> dict[str, Any]:
-    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n, "lost": n}``."""
-    return {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
-            "stale": sum(r.status == "stale" for r in rows), "lost": sum(r.status == "lost" for r in rows)}
+def killswitch_status(settings) -> Any:
+    """The kill switch as this host sees it (file, Redis within 1 s): a
+    :class:`~sigmax_cli.risk.killswitch.KillSwitchStatus`; never raises."""
+    from sigmax_cli.risk.killswitch import KillSwitch
+
+    return KillSwitch.from_settings(settings).status()
 
 
-def render(rows: list[BotRow]):
-    """A rich renderable: one table of bots and the newest events of the running ones."""
+def to_dict(rows: list[BotRow], killswitch: Any = None) -> dict[str, Any]:
+    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n, "lost": n, "killswitch": {...}}``
+    (``killswitch``: :meth:`KillSwitchStatus.to_dict`, when given)."""
+    doc = {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
+           "stale": sum(r.status == "stale" for r in rows), "lost": sum(r.status == "lost" for r in rows)}
+    if killswitch is not None:
+        doc["killswitch"] = killswitch.to_dict()
+    return doc
+
+
+def killswitch_line(status: Any) -> str:
+    """One rich-markup line: the kill switch's state and why (UNKNOWN names the store)."""
+    if status.engaged:
+        return f"kill switch: [bold red]ENGAGED[/] ({status.source}) by {status.by or 'unknown'}: {status.reason}"
+    if status.released:
+        return "kill switch: [green]RELEASED[/]"
+    return (f"kill switch: [bold magenta]UNKNOWN[/] ({status.unknown_reason}): bots halt and none may start "
+            "until it can be read")
+
+
+def render(rows: list[BotRow], killswitch: Any = None):
+    """A rich renderable: one table of bots (captioned with the kill switch's state when
+    ``killswitch`` is given) and the newest events of the running ones."""
     from datetime import UTC, datetime
 
     from rich.console import Group
@@ -124,9 +147,10 @@ def render(rows: list[BotRow]):
         if r.status != "stopped":
             for e in r.events:
                 events.add_row(r.bot_id, e["level"], e["kind"], e["message"])
+    captions = [killswitch_line(killswitch)] if killswitch is not None else []
     if not rows:
-        table.caption = "no bot has written to this ledger yet"
-    lost = [r.lost for r in rows if r.lost]
-    if lost:
-        table.caption = "\n".join(lost)
+        captions.append("no bot has written to this ledger yet")
+    captions.extend(r.lost for r in rows if r.lost)
+    if captions:
+        table.caption = "\n".join(captions)
     return Group(table, events) if events.row_count else table

@@ -171,10 +171,12 @@ def _load_markets_beside_data(path: Path) -> dict[str, MarketRules]:
 
 
 def refuse_if_killswitch_engaged(settings: Settings) -> None:
-    """A bot started while the kill switch is engaged refuses to trade.
+    """A bot started while the kill switch is engaged, or while its state is unknown,
+    refuses to trade (unknown is never released).
 
     Raises:
-        RiskBlocked: the switch is engaged (file or Redis), with who, when and why.
+        RiskBlocked: the switch is engaged (file or Redis), with who, when and why; or a
+            store cannot be read (Redis unreachable or hung, the flag file unreadable).
     """
     from sigmax_cli.risk.killswitch import KillSwitch
 
@@ -185,6 +187,11 @@ def refuse_if_killswitch_engaged(settings: Settings) -> None:
         raise RiskBlocked(
             f"the kill switch is engaged (since {since} by {status.by or 'unknown'}: {status.reason}), "
             "so no bot may trade", "release it with `sigmax panic --release --reason ...` once it is safe")
+    if not status.released:
+        raise RiskBlocked(
+            f"the kill switch state is unknown ({status.unknown_reason}), so no bot may start",
+            "bring Redis back or fix SIGMAX_REDIS_URL / the flag file's permissions, then check "
+            "`sigmax panic --status`")
 
 
 def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, end_ms):

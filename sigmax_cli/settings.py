@@ -396,6 +396,26 @@ class Settings(BaseModel):
                 raise ValueError(f"symbol {sym!r} must look like BASE/QUOTE, e.g. BTC/USDT")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        """``redis://``, ``rediss://`` or ``unix://``, and parseable by redis-py: a typo such as
+        ``redis//host`` would otherwise pass here and leave the kill switch on this host only."""
+        if value is None:
+            return value
+        url = value.get_secret_value().strip()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("SIGMAX_REDIS_URL must start with redis://, rediss:// or unix:// "
+                             "(e.g. redis://127.0.0.1:6379/0)")
+        from redis.connection import parse_url
+
+        try:
+            parse_url(url)
+        except ValueError as exc:  # its text never holds the password: a port, a db number, a query option
+            raise ValueError(f"redis-py cannot parse SIGMAX_REDIS_URL ({str(exc).rstrip('.')}); "
+                             "use redis://[:password@]host:port/db") from None
+        return SecretStr(url)
+
     @field_validator("timeframe")
     @classmethod
     def _timeframe_known(cls, value: str) -> str:

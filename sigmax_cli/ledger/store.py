@@ -26,7 +26,7 @@ from sigmax_cli.ledger import migrations
 from sigmax_cli.ledger import schema as s
 from sigmax_cli.settings import redact_url
 
-RUN_STATUSES = ("running", "completed", "interrupted", "failed", "lost")
+RUN_STATUSES = ("running", "completed", "halted", "interrupted", "failed", "lost")
 
 
 def now_ms() -> int:
