@@ -7,7 +7,6 @@ a malformed PostgreSQL URL."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -180,4 +179,4 @@ def test_a_malformed_postgresql_url_is_bad_input_not_an_outage(cli, tmp_path, ur
     result = cli(*command, env={"SIGMAX_DATABASE_URL": url})
     _one_sentence(result, 2, text)
     assert "postgresql://USER@HOST:PORT/DB" in result.stderr
-    assert os.listdir(tmp_path / "home") == [] if (tmp_path / "home").exists() else True
+    _nothing_written(tmp_path)
