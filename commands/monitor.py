@@ -24,7 +24,7 @@ def monitor(
     from sigmax_cli.monitor import collect, killswitch_status, render, to_dict
 
     state = obj(ctx)
-    settings = state.settings()
+    settings = state.settings(home_must_be_dir=True)
     with Ledger(settings.ledger_url, create=False) as ledger:
         if as_json or once:
             rows = collect(ledger, stale_after_s=stale_after)

@@ -269,7 +269,7 @@ class Engine:
         for bar in bars:
             sym = bar.symbol
             if broker.has_open_orders(sym):
-                self._apply(broker.on_bar(bar))
+                self._apply(broker.on_bar(bar), now)
             marks[sym] = bar.close
             self.last_bars[sym] = bar
             if sym not in self._bench_qty:
@@ -433,7 +433,8 @@ class Engine:
                             f"{request.symbol} {request.side} rejected {streak.count} times in a row ({exc.kind}): "
                             f"{exc.cause}; retrying with back-off", data)
 
-    def _apply(self, update: BrokerUpdate) -> None:
+    def _apply(self, update: BrokerUpdate, now: int) -> None:
+        """Book ``update``'s fills and orders; ``now`` is the bar close time they are seen at."""
         run_id = self.cfg.run_id
         ledger = self.ledger
         for fill in update.fills:
@@ -441,7 +442,7 @@ class Engine:
             if decided:
                 move = fill.price / decided - 1.0
                 self.last_slippage_bps = (move if fill.side == "buy" else -move) * 10_000.0
-            pos = self.portfolio.apply(fill)
+            pos = self.portfolio.apply(fill, bar_ms=now)
             if fill.side == "sell" and self.rejections.exits_blocked and self.portfolio.is_flat(fill.symbol):
                 self.rejections.position_closed(fill.symbol)
             ledger.record_fill(fill.record(run_id))

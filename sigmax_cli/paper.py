@@ -324,6 +324,7 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
               "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end,
               "markets_file": str(plan.markets_file) if plan.markets_file else None}
+    from sigmax_cli.ledger.liveness import paper_interval_ms
     from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
 
     with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, Ledger(s.ledger_url) as ledger:
@@ -331,6 +332,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
             run_id=plan.run_id, mode="paper", profile=s.profile, exchange=s.exchange,
             strategy=plan.options.strategy, params=params, symbols=list(plan.feed.symbols),
             timeframe=plan.feed.timeframe, data_files=plan.feed.data_files(), initial_equity=paper.balance,
+            heartbeat_interval_ms=paper_interval_ms(timeframe_to_ms(plan.feed.timeframe), plan.options.speed,
+                                                    replay=plan.options.data is not None),
         )
         for warning in plan.warnings:
             ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)

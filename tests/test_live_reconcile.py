@@ -119,7 +119,7 @@ def test_start_resolves_adopts_rejects_recovers_and_cancels(world, tmp_path):
     assert sorted(f["trade_id"] for f in fills) == sorted(str(t["id"]) for t in account.trades)
     assert {f["run_id"] for f in fills if f["client_order_id"] == "sx-dead-0000001"} == {DEAD_RUN}
     runs = {r["run_id"]: r for r in ledger_rows(url, "runs")}
-    assert runs[DEAD_RUN]["status"] == "failed"
+    assert runs[DEAD_RUN]["status"] == "lost"
     # the 0.03 BTC those orders bought is carried into the new run (net of the commission)
     carried = 0.03 * 0.999
     price = account.price("BTCUSDT")

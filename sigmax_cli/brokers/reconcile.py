@@ -5,8 +5,9 @@ every ``live.reconcile_every_ticks`` bars (:meth:`Reconciler.periodic`).
 
 At start, for the run's mode (``testnet`` / ``live``) and exchange:
 
-1. runs of this host still marked ``running`` whose process is gone (killed, SIGKILL,
-   power loss) are marked ``failed``;
+1. runs of this mode and exchange whose bot is gone (killed, SIGKILL, power loss) are
+   marked ``lost`` (:meth:`Ledger.mark_lost_runs`; ``start_run`` already did) and listed
+   as ``failed_runs`` while unacknowledged;
 2. every order the ledger holds as active (``new``, ``open``, ``partially_filled``) is
    looked up on the exchange by client order id: found, it is taken over by the broker
    (still active) or written down final with the trades it got meanwhile; not found, it is
@@ -49,17 +50,16 @@ meanwhile (the next check does it). Quantities are compared within half a market
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from sigmax_cli.brokers.base import ACTIVE_STATUSES, Fill, Order
 from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
 from sigmax_cli.errors import AuthenticationError, SigmaxError
-from sigmax_cli.ledger import now_ms, schema
+from sigmax_cli.ledger import schema
 from sigmax_cli.logs import get_logger
 from sigmax_cli.portfolio import Portfolio, Position
 
@@ -131,8 +131,8 @@ class Reconciler:
         ledger.flush()
         report.failed_runs = self._close_dead_runs()
         for run_id in report.failed_runs:
-            self.emit("warning", "reconcile.dead_run", f"run {run_id} stopped without finishing (its process is "
-                      "gone): marked failed", {"run_id": run_id})
+            self.emit("warning", "reconcile.dead_run", f"run {run_id} stopped without finishing (its bot is "
+                      "gone): marked lost, its orders resumed here", {"run_id": run_id})
         self._run_of = self._ledger_order_runs()
         broker.seen_trades.update(self._ledger_trade_ids())
         for row in self._ledger_active():
@@ -506,16 +506,16 @@ class Reconciler:
 
     # ------------------------------------------------------------------ ledger
     def _close_dead_runs(self) -> list[str]:
+        """Unacknowledged lost runs of this mode and exchange (see :mod:`sigmax_cli.ledger.liveness`)."""
         r = schema.runs
-        host = socket.gethostname()
-        query = select(r.c.run_id, r.c.pid).where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
-                                                  r.c.status == "running", r.c.host == host,
-                                                  r.c.run_id != self.run_id)
-        with self.ledger.engine.begin() as conn:
-            dead = [row.run_id for row in conn.execute(query) if not _alive(row.pid)]
-            if dead:
-                conn.execute(update(r).where(r.c.run_id.in_(dead)).values(status="failed", ended_ms=now_ms()))
-        return dead
+        lost = [run.run_id for run in self.ledger.mark_lost_runs()]
+        if not lost:
+            return []
+        query = select(r.c.run_id).where(r.c.run_id.in_(lost), r.c.mode == self.mode,
+                                         r.c.exchange == self.exchange_id, r.c.run_id != self.run_id)
+        with self.ledger.engine.connect() as conn:
+            mine = {row.run_id for row in conn.execute(query)}
+        return [run_id for run_id in lost if run_id in mine]
 
     def _ledger_active(self) -> list[dict[str, Any]]:
         o, r = schema.orders, schema.runs
@@ -587,15 +587,3 @@ def _order_from_row(row: dict[str, Any]) -> Order:
     return order
 
 
-def _alive(pid: int | None) -> bool:
-    """True when process ``pid`` runs on this host (a zombie, killed but not reaped, is dead)."""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
