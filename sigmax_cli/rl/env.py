@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import gymnasium as gym
@@ -52,7 +53,17 @@ from sigmax_cli.markets import DEFAULT_STEP, MarketRules
 ACTIONS = ("hold", "long", "flat")
 HOLD, LONG, FLAT = 0, 1, 2
 STATE_FEATURES = ("position", "unrealized_pnl", "time_in_position")
-_EPS = 1e-9  # the paper broker's tolerance
+_EPS = 1e-9  # quote reservations: the float mirror of the paper broker's exact comparison
+
+
+def _base(*terms: float) -> float:
+    """A sum of base quantities, computed in decimal and returned as a float, so that whole
+    market steps stay whole (234.45276870 - 0.0 + ... never becomes 234.45276869999...),
+    as the paper broker keeps them (it books them as Decimal)."""
+    total = Decimal(0)
+    for term in terms:
+        total += Decimal(repr(term))
+    return float(total)
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,7 @@ class EnvOrder:
 
     @property
     def remaining(self) -> float:
-        return max(self.amount - self.filled, 0.0)
+        return max(_base(self.amount, -self.filled), 0.0)
 
 
 def observation_size(window: int, n_features: int) -> int:
@@ -332,8 +343,8 @@ class TradingEnv(gym.Env):
                 return
             requested = amount
             amount = self._rules.amount_to_precision(amount)
-            self.base_free -= amount
-            self.base_used += amount
+            self.base_free = _base(self.base_free, -amount)
+            self.base_used = _base(self.base_used, amount)
             order = EnvOrder("sell", amount, close, self._ts[t] + self._tf, amount, requested)
         else:
             return
@@ -349,8 +360,11 @@ class TradingEnv(gym.Env):
             return
         rules = self._rules
         fee_rate = self._fee
-        capacity = self.costs.participation * self._volume[u]
-        qty = rules.amount_to_precision(min(order.remaining, max(capacity, 0.0)))
+        # the volume cap in decimal, as the broker computes it (0.1 * volume in floats can sit a
+        # hair below a whole step and truncate one step lower)
+        capacity = Decimal(repr(self.costs.participation)) * Decimal(repr(float(self._volume[u])))
+        remaining = Decimal(repr(order.remaining))
+        qty = float(remaining if remaining <= capacity else rules.amount_to_decimal(max(capacity, Decimal(0))))
         if qty > 0:
             if order.side == "buy":
                 px = self._open[u] * (1.0 + self._slip)
@@ -366,25 +380,25 @@ class TradingEnv(gym.Env):
                 spend = min(notional + fee, order.reserved)
                 order.reserved -= spend
                 self.quote_used -= spend
-                self.base_free += qty
+                self.base_free = _base(self.base_free, qty)
                 cost = self.avg_cost * self.qty + notional + fee
-                if self.qty <= rules.amount_step:  # Portfolio dust: the market's amount step
+                if rules.is_flat(self.qty):  # Portfolio: flat when no whole step is held
                     self.opened_ms = ts
-                self.qty += qty
+                self.qty = _base(self.qty, qty)
                 self.avg_cost = cost / self.qty if self.qty > 0 else 0.0
             else:
-                order.reserved -= qty
-                self.base_used -= qty
+                order.reserved = _base(order.reserved, -qty)
+                self.base_used = _base(self.base_used, -qty)
                 self.quote_free += notional - fee
-                self.qty -= min(qty, self.qty)
-                if self.qty <= rules.amount_step:
+                self.qty = _base(self.qty, -min(qty, self.qty))
+                if rules.is_flat(self.qty):
                     self.opened_ms = None
                     if self.qty <= 0:
                         self.qty, self.avg_cost = 0.0, 0.0
             self._clean()
-            order.filled += qty
+            order.filled = _base(order.filled, qty)
             self.fills.append(EnvFill(ts, order.side, px, qty, fee))
-            if order.remaining < rules.amount_step - _EPS:
+            if order.remaining <= 0:
                 self._finish(order)
                 return
         if order.side == "buy" and order.reserved <= _EPS:
@@ -399,8 +413,8 @@ class TradingEnv(gym.Env):
                 self.quote_used -= left
                 self.quote_free += left
             else:
-                self.base_used -= left
-                self.base_free += left
+                self.base_used = _base(self.base_used, -left)
+                self.base_free = _base(self.base_free, left)
         self._clean()
         self._order = None
 
