@@ -1,8 +1,14 @@
 """Schema migrations: an ordered list; each step upgrades the ledger by one version.
 
 A ledger records the versions applied in ``schema_version``. Opening a ledger applies the
-missing steps in one transaction each, so an older ledger upgrades in place and keeps its
-rows. A ledger newer than this sigmax is refused (:class:`LedgerError`), never touched.
+missing steps, so an older ledger upgrades in place and keeps its rows. A ledger newer than
+this sigmax is refused (:class:`LedgerError`), never touched.
+
+Many bots may open one fresh ledger at the same moment: creation and every migration run
+under one lock (:func:`schema_lock`), so exactly one process creates the schema and the
+others find it made. PostgreSQL: a session-level advisory lock on :data:`SCHEMA_LOCK_KEY`,
+each step in its own transaction; SQLite: one ``BEGIN IMMEDIATE`` transaction (the
+database's write lock) around the whole upgrade.
 
 Rule for future steps: write the DDL as it must be at that version (``op`` style ALTERs,
 or explicit ``Table`` definitions), not by pointing at today's :mod:`schema` tables.
@@ -11,10 +17,12 @@ or explicit ``Table`` definitions), not by pointing at today's :mod:`schema` tab
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from sigmax_cli.errors import LedgerError
 from sigmax_cli.ledger import schema as s
@@ -47,6 +55,56 @@ if SCHEMA_VERSION != version.SCHEMA_VERSION:  # pragma: no cover - a developer f
     raise RuntimeError("sigmax_cli.ledger.version.SCHEMA_VERSION must equal the newest migration")
 
 
+SCHEMA_LOCK_KEY = 0x5349474D4158_0002
+"""The advisory-lock key (bigint) around schema creation and migrations in a PostgreSQL
+ledger: "SIGMAX" + 2 (backups and restores use "SIGMAX" + 1, :mod:`sigmax_cli.backup.lock`)."""
+SCHEMA_LOCK_TIMEOUT_S = 120.0
+"""Seconds a bot waits for another one's schema creation or migration before giving up."""
+
+
+@contextmanager
+def schema_lock(engine, timeout_s: float = SCHEMA_LOCK_TIMEOUT_S) -> Iterator[Connection]:
+    """A connection holding the ledger's schema lock, for creation and migrations.
+
+    PostgreSQL: ``pg_try_advisory_lock(SCHEMA_LOCK_KEY)`` polled with back-off (5 ms doubling
+    to 250 ms) for at most ``timeout_s`` seconds; released on exit (or with the connection, if
+    it is lost). The caller opens its own transactions on the connection. SQLite:
+    ``BEGIN IMMEDIATE`` (waits up to the engine's 5 s busy timeout for other writers); the
+    caller works inside that one transaction, committed on a normal exit.
+
+    Raises:
+        LedgerError: another process held the lock for ``timeout_s`` seconds.
+        sqlalchemy.exc.DBAPIError: the database failed (the caller describes it).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+            return
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY}).scalar_one():
+            conn.commit()
+            if time.monotonic() >= deadline:
+                raise LedgerError(
+                    f"another sigmax has been creating or upgrading the ledger's schema for {timeout_s:g} s "
+                    f"(advisory lock {SCHEMA_LOCK_KEY} held)",
+                    "wait for it to finish, or find the session holding it in pg_locks, then rerun")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            try:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                conn.commit()
+            except DBAPIError:  # the connection is gone, and the session's lock with it
+                pass
+
+
 def current_version(conn: Connection) -> int:
     """The newest applied version, 0 for an empty database."""
     if not inspect(conn).has_table("schema_version"):
@@ -58,23 +116,31 @@ def current_version(conn: Connection) -> int:
 def upgrade(engine, target: int = SCHEMA_VERSION) -> list[int]:
     """Apply the missing migrations up to ``target``; returns the versions applied.
 
+    Runs under :func:`schema_lock`, so concurrent openers of a fresh ledger wait for the
+    first one instead of racing it.
+
     Raises:
-        LedgerError: the ledger's schema is newer than this sigmax understands.
+        LedgerError: the ledger's schema is newer than this sigmax understands, or another
+            process held the schema lock too long.
+        sqlalchemy.exc.DBAPIError: the database failed.
     """
-    with engine.begin() as conn:
-        s.schema_version.create(conn, checkfirst=True)
-        have = current_version(conn)
-    if have > SCHEMA_VERSION:
-        raise LedgerError(
-            f"the ledger has schema version {have}, newer than this sigmax ({SCHEMA_VERSION})",
-            "upgrade sigmax before opening this ledger",
-        )
-    applied: list[int] = []
-    for step in MIGRATIONS:
-        if have < step.version <= target:
-            with engine.begin() as conn:
-                step.apply(conn)
-                conn.execute(s.schema_version.insert().values(
-                    version=step.version, applied_ms=int(time.time() * 1000), description=step.description))
-            applied.append(step.version)
+    with schema_lock(engine) as conn:
+        # PostgreSQL: one transaction per step; SQLite: the lock's own transaction holds them all
+        step_txn = conn.begin if conn.dialect.name == "postgresql" else nullcontext
+        with step_txn():
+            s.schema_version.create(conn, checkfirst=True)
+            have = current_version(conn)
+        if have > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger has schema version {have}, newer than this sigmax ({SCHEMA_VERSION})",
+                "upgrade sigmax before opening this ledger",
+            )
+        applied: list[int] = []
+        for step in MIGRATIONS:
+            if have < step.version <= target:
+                with step_txn():
+                    step.apply(conn)
+                    conn.execute(s.schema_version.insert().values(
+                        version=step.version, applied_ms=int(time.time() * 1000), description=step.description))
+                applied.append(step.version)
     return applied
