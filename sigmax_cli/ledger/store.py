@@ -270,16 +270,21 @@ class Ledger:
         except DBAPIError as exc:
             if not is_outage(exc):
                 raise
-            reason = db_reason(exc)
-            if self.outage is None:
-                self.outage = Outage(time.monotonic(), now_ms(), reason)
-                self.outages += 1
-            else:
-                self.outage.reason = reason
-                self.outage.attempts += 1
-            raise LedgerUnavailable(
-                f"the ledger at {redact_url(self.url)} is unavailable ({reason}); {self.buffered} rows are kept "
-                "in memory", "start the database (or free disk space); writing resumes by itself") from None
+            raise self.note_outage(exc) from None
+
+    def note_outage(self, exc: BaseException) -> LedgerUnavailable:
+        """Record that the database failed with ``exc`` (an error :func:`is_outage` accepts),
+        met here or by a caller using :attr:`engine` directly; returns the error to raise."""
+        reason = db_reason(exc)
+        if self.outage is None:
+            self.outage = Outage(time.monotonic(), now_ms(), reason)
+            self.outages += 1
+        else:
+            self.outage.reason = reason
+            self.outage.attempts += 1
+        return LedgerUnavailable(
+            f"the ledger at {redact_url(self.url)} is unavailable ({reason}); {self.buffered} rows are kept "
+            "in memory", "start the database (or free disk space); writing resumes by itself")
 
     @property
     def buffered(self) -> int:
