@@ -25,7 +25,6 @@ disk is full") of a real full disk.
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
