@@ -24,6 +24,7 @@ from sigmax_cli.backup.archive import (
     seal,
 )
 from sigmax_cli.errors import ArchiveNotFound, ChecksumMismatch, IncompatibleArchive, SigmaxError
+from sigmax_cli.ledger.migrations import SCHEMA_VERSION
 from tests.conftest import FREQTRADE_1H, PG_ADMIN_URL
 
 # -- helpers shared by tests/test_backup_*.py ------------------------------------------------
@@ -200,7 +201,7 @@ def test_archive_is_a_standard_tar_with_the_manifest_last_and_private_permission
     assert manifest["tag"] == "drill" and manifest["created_utc"].endswith("Z")
     ledger = index.entries("ledger")[0]
     assert ledger["counts"]["fills"] > 0 and ledger["counts"]["equity"] > 0
-    assert ledger["source"]["sqlite"] and ledger["source"]["ledger_schema"] == 2
+    assert ledger["source"]["sqlite"] and ledger["source"]["ledger_schema"] == SCHEMA_VERSION
     assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in manifest["members"])
     # every sha256 in the manifest is the sha256 of the member as `tar` extracts it
     with tarfile.open(sqlite_archive) as tf:

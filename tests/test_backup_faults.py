@@ -17,6 +17,7 @@ import pytest
 import zstandard
 
 from sigmax_cli.ledger import Ledger
+from sigmax_cli.ledger.migrations import SCHEMA_VERSION
 from tests import test_backup_archive as support
 from tests.conftest import REDIS_URL
 from tests.test_backup_archive import (
@@ -118,7 +119,7 @@ def test_an_archive_resealed_in_place_differs_from_the_sha256_the_ledger_recorde
 def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill, tmp_path):
     home, archive = drill
     before = _state(home)
-    # what a newer sigmax writes: its ledger carries schema version 3
+    # what a newer sigmax writes: its ledger carries a schema version past ours
     with tarfile.open(archive) as tf:
         raw = zstandard.ZstdDecompressor().stream_reader(tf.extractfile("ledger/ledger.sqlite.zst")).read()
     db = tmp_path / "newer.db"
@@ -128,7 +129,7 @@ def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill,
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=DELETE")  # everything in the one file
     with conn:
-        conn.execute("INSERT INTO schema_version VALUES (3, 1, 'from the future')")
+        conn.execute("INSERT INTO schema_version VALUES (?, 1, 'from the future')", (SCHEMA_VERSION + 1,))
     counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'").fetchall()}
     conn.close()
@@ -138,15 +139,15 @@ def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill,
     def newer(m):
         m["members"][0]["counts"] = counts
         m["members"][0]["raw_size"] = len(raw)
-        m.update(ledger_schema_version=3, sigmax_version="9.0.0")
+        m.update(ledger_schema_version=SCHEMA_VERSION + 1, sigmax_version="9.0.0")
 
     future = repack(archive, tmp_path / "future.tar", edit=newer, replace={"ledger/ledger.sqlite.zst": packed})
-    refused(cli("restore", future), 69, "schema version 3", "upgrade sigmax")
+    refused(cli("restore", future), 69, f"schema version {SCHEMA_VERSION + 1}", "upgrade sigmax")
     refused(cli("backup", "verify", future), 69)
     # even when the manifest does not say so, the ledger inside does
     quiet = repack(archive, tmp_path / "quiet.tar", replace={"ledger/ledger.sqlite.zst": packed},
                    edit=lambda m: m["members"][0].update(counts=counts, raw_size=len(raw)))
-    refused(cli("restore", quiet), 69, "schema version 3")
+    refused(cli("restore", quiet), 69, f"schema version {SCHEMA_VERSION + 1}")
     assert _state(home) == before
 
 

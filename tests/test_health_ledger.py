@@ -110,10 +110,10 @@ def test_schema_constant_matches_the_migrations():
 
 def test_ledger_schema_older_and_newer(ledger_url):
     with Ledger(ledger_url) as ledger, ledger.engine.begin() as conn:
-        conn.execute(delete(s.schema_version).where(s.schema_version.c.version == 2))
+        conn.execute(delete(s.schema_version).where(s.schema_version.c.version == db.LEDGER_SCHEMA_VERSION))
     older = by_key(run_checks(settings_for(ledger_url), ["ledger"]), "ledger:schema")
-    assert older.status is Status.WARNING and "older" in older.message and older.value == 1
-    with Ledger(ledger_url) as ledger, ledger.engine.begin() as conn:  # opening upgrades it back to 2
+    assert older.status is Status.WARNING and "older" in older.message and older.value == db.LEDGER_SCHEMA_VERSION - 1
+    with Ledger(ledger_url) as ledger, ledger.engine.begin() as conn:  # opening upgrades it back to the newest
         conn.execute(s.schema_version.insert().values(version=99, applied_ms=NOW, description="from the future"))
     newer = by_key(run_checks(settings_for(ledger_url), ["ledger"]), "ledger:schema")
     assert newer.status is Status.CRITICAL and "newer than this sigmax" in newer.message

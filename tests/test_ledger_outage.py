@@ -29,12 +29,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FREQTRADE_1H, PG_ADMIN_URL, REPO
+from tests.conftest import FREQTRADE_1H, REPO
+from tests.support.pg_faults import close_database, open_database, terminate_sessions
 
 RUN_ID = "outage-run-1"
 REPLAY = ["paper", "--data", str(FREQTRADE_1H), "--symbols", "BTC/USDT,ETH/USDT", "--timeframe", "1h",
@@ -97,30 +97,6 @@ class Bot:
             self.proc.wait(timeout=30)
 
 
-def _admin(sql: str, *params) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        cur = conn.execute(sql, params or None)
-        return cur.fetchall() if cur.description else []
-
-
-def _close_database(name: str) -> None:
-    """No new sessions, and every session of the database terminated."""
-    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    _terminate_sessions(name)
-
-
-def _open_database(name: str) -> None:
-    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-
-def _terminate_sessions(name: str) -> int:
-    rows = _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                  "AND pid <> pg_backend_pid()", name)
-    return len(rows)
-
-
 def _equity_rows(url: str) -> int:
     import psycopg
 
@@ -181,18 +157,6 @@ def _assert_same_rows(got: dict[str, list], want: dict[str, list]) -> None:
         assert got[table] == want[table], table
 
 
-@pytest.fixture
-def pg_db():
-    """(url, name) of a PostgreSQL database of this test alone; always reopened and dropped."""
-    name = f"sigmax_outage_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    finally:
-        _open_database(name)
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # ------------------------------------------------------------------------------ tests
 def test_sessions_terminated_again_and_again_lose_no_row(tmp_path, pg_db, reference):
     url, name = pg_db
@@ -200,7 +164,7 @@ def test_sessions_terminated_again_and_again_lose_no_row(tmp_path, pg_db, refere
     try:
         for n in range(1, 6):  # five rounds of killing every session of the run's database
             _wait_until(lambda n=n: _equity_rows(url) >= 150 * n, f"{150 * n} equity rows")
-            assert _terminate_sessions(name) >= 1
+            assert terminate_sessions(name) >= 1
         rc, err = bot.finish()
     finally:
         bot.kill()
@@ -215,13 +179,13 @@ def test_a_closed_database_halts_the_bot_which_resumes_by_itself_without_losing_
     bot = Bot(tmp_path / "home", {"SIGMAX_DATABASE_URL": url, "SIGMAX_LEDGER__OUTAGE_GRACE_SECONDS": "600"}, SPEED)
     try:
         _wait_until(lambda: _equity_rows(url) >= 100, "100 equity rows")
-        _close_database(name)
+        close_database(name)
         halted = bot.wait_for_line("risk.ledger: HALTED: ledger unavailable")
         assert "CRITICAL" in halted and "rows kept in memory" in halted
         time.sleep(3.0)  # keep it closed for a while (no assertion on time: only on what follows)
         assert bot.proc.poll() is None  # still alive, waiting for its ledger
         assert not any("risk.resumed.ledger" in line for line in bot.lines)  # still halted
-        _open_database(name)
+        open_database(name)
         resumed = bot.wait_for_line("risk.resumed.ledger")
         assert "ACTIVE: the ledger is reachable again" in resumed
         rc, err = bot.finish()
@@ -244,7 +208,7 @@ def test_an_outage_past_the_grace_exits_69_and_the_run_is_recorded_failed_with_e
     bot = Bot(home, env, SPEED)
     try:
         _wait_until(lambda: _equity_rows(url) >= 100, "100 equity rows")
-        _close_database(name)
+        close_database(name)
         bot.wait_for_line("risk.ledger: HALTED")
         rc, err = bot.finish()
     finally:
@@ -256,7 +220,7 @@ def test_an_outage_past_the_grace_exits_69_and_the_run_is_recorded_failed_with_e
     spilled = list((home / "ledger-spill").glob("*.json"))
     assert len(spilled) == 1
 
-    _open_database(name)
+    open_database(name)
     from sigmax_cli.ledger import Ledger
 
     with Ledger(url, create=False) as ledger:  # what the database holds before any bot comes back

@@ -18,14 +18,14 @@ from sigmax_cli.live import _write_ahead
 from sigmax_cli.markets import from_ccxt
 from tests.support.binance_emulator import ManualClock
 from tests.support.binance_orders import connect, spot_exchange
-from tests.test_ledger_outage import _close_database, _open_database, pg_db  # noqa: F401 - fixture
+from tests.support.pg_faults import close_database, open_database
 from tests.test_live_broker import btc, posts, request  # noqa: F401 - fixture
 
 RUN = "wa-run"
 
 
 @pytest.fixture
-def live(data_dir, btc, pg_db):  # noqa: F811 - fixtures
+def live(data_dir, btc, pg_db):  # noqa: F811 - btc is a fixture
     url, name = pg_db
     clock = ManualClock(int(btc.ts[3000]) + 1000)
     emu, account = spot_exchange(data_dir, [btc], clock=clock.now_ms)
@@ -44,7 +44,7 @@ def live(data_dir, btc, pg_db):  # noqa: F811 - fixtures
                         recv_window_ms=600, journal=journal)
     broker.seed({"USDT": 5_000.0})
     yield broker, emu, account, clock, ledger, name
-    _open_database(name)
+    open_database(name)
     ledger.engine.dispose()
     exchange.close()
     emu.stop()
@@ -52,7 +52,7 @@ def live(data_dir, btc, pg_db):  # noqa: F811 - fixtures
 
 def test_no_order_is_sent_while_its_write_ahead_record_cannot_be_written(live):
     broker, emu, account, clock, ledger, name = live
-    _close_database(name)
+    close_database(name)
 
     with pytest.raises(OrderRejected, match="was not sent: its write-ahead record could not be written"):
         broker.submit(request("sx-wa-0000001"), clock.now_ms())
@@ -61,7 +61,7 @@ def test_no_order_is_sent_while_its_write_ahead_record_cannot_be_written(live):
     assert not broker.has_open_orders("BTC/USDT") and broker.open_order_count == 0
     assert ledger.outage is not None and ledger.buffered >= 1  # kept in memory, as rejected
 
-    _open_database(name)
+    open_database(name)
     order = broker.submit(request("sx-wa-0000002"), clock.now_ms())  # the ledger is back: this one goes
     assert order.status == "filled" and len(posts(emu)) == 1
     assert ledger.outage is None

@@ -46,9 +46,20 @@ def _v2(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v3(conn: Connection) -> None:
+    from sqlalchemy import BigInteger, Column, MetaData, String, Table
+
+    Table("ledger_writes", MetaData(),
+          Column("writer_id", String(64), primary_key=True),
+          Column("seq", BigInteger, nullable=False),
+          Column("ts_ms", BigInteger, nullable=False)).create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "trading ledger: runs, orders, fills, positions, equity, events, heartbeats", _v1),
     Migration(2, "room for research items, HTTP cache validators and backups", _v2),
+    Migration(3, "ledger_writes: batch sequence per writer, so a write retried after a lost COMMIT is not doubled",
+              _v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 if SCHEMA_VERSION != version.SCHEMA_VERSION:  # pragma: no cover - a developer forgot one of the two

@@ -24,6 +24,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,6 +218,9 @@ class Ledger:
         self.outages = 0
         """Outages met since open (each ended by a successful write, or still going on)."""
         self._finish: dict[str, Any] | None = None  # finish_run not yet written
+        self._writer = uuid.uuid4().hex  # this instance's row in ledger_writes
+        self._seq = 0  # its newest batch
+        self._in_doubt: _Batch | None = None  # a batch whose COMMIT lost its answer
         if not create:
             path = sqlite_path(url)
             if path is not None and not path.exists():
@@ -254,11 +258,23 @@ class Ledger:
         """
         try:
             self.flush()
+            self._forget_writer()
         except LedgerUnavailable:
             if self.spill() is None:
                 raise
         finally:
             self.engine.dispose()
+
+    def _forget_writer(self) -> None:
+        """Remove this instance's ``ledger_writes`` row once nothing of it can be in doubt
+        (best effort: a row left behind is a few bytes)."""
+        if not self._seq or self._in_doubt is not None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(s.ledger_writes.delete().where(s.ledger_writes.c.writer_id == self._writer))
+        except DBAPIError:
+            pass
 
     # -- outages ---------------------------------------------------------------------------
     @contextmanager
@@ -471,13 +487,45 @@ class Ledger:
         """
         if not self._pending:
             return
-        with self._writing(), self.engine.begin() as conn:
-            _write_rows(conn, list(self._orders.values()), self._rows)
+        with self._writing():
+            if self._in_doubt is not None:
+                self._settle_in_doubt()
+                if not self._pending:
+                    self.outage = None
+                    return
+            self._seq += 1
+            batch = _Batch(self._seq, dict(self._orders), {k: len(v) for k, v in self._rows.items()})
+            committing = False
+            try:
+                with self.engine.connect() as conn, conn.begin():
+                    _write_rows(conn, list(self._orders.values()), self._rows)
+                    _mark_written(conn, self._writer, batch.seq)
+                    committing = True  # the block's exit commits: an error from here on leaves it in doubt
+            except DBAPIError:
+                if committing:
+                    self._in_doubt = batch
+                raise
         self._orders.clear()
         for rows in self._rows.values():
             rows.clear()
         self._pending = 0
         self.outage = None
+
+    def _settle_in_doubt(self) -> None:
+        """The last batch's COMMIT lost its answer: if ``ledger_writes`` shows it committed,
+        drop its rows from the buffer (rows buffered since stay); otherwise it is retried."""
+        batch = self._in_doubt
+        with self.engine.connect() as conn:
+            seq = _written_seq(conn, self._writer)
+        self._in_doubt = None
+        if seq is None or seq < batch.seq:
+            return
+        for cid, row in batch.orders.items():
+            if self._orders.get(cid) is row:  # not changed since: already written
+                del self._orders[cid]
+        for name, n in batch.counts.items():
+            del self._rows[name][:n]
+        self._pending = len(self._orders) + sum(len(v) for v in self._rows.values())
 
     # -- spilling after an outage that did not end ---------------------------------------
     def spill(self) -> Path | None:
@@ -493,9 +541,13 @@ class Ledger:
             return None
         from sigmax_cli.files import write_atomic
 
-        doc = {"format": 1, "ledger": _fingerprint(self.url), "written_ms": now_ms(),
+        doc = {"format": 1, "id": uuid.uuid4().hex, "ledger": _fingerprint(self.url), "written_ms": now_ms(),
                "orders": list(self._orders.values()), **{k: list(v) for k, v in self._rows.items()},
-               "finish": self._finish}
+               "finish": self._finish, "in_doubt": None}
+        if self._in_doubt is not None:  # the replay asks ledger_writes whether these first rows are in already
+            b = self._in_doubt
+            doc["in_doubt"] = {"writer": self._writer, "seq": b.seq, "counts": b.counts,
+                               "orders": [cid for cid, row in b.orders.items() if self._orders.get(cid) is row]}
         run = (self._finish or {}).get("run_id") or next(
             (r.get("run_id") for rows in self._rows.values() for r in rows if r.get("run_id")), "rows")
         path = self.spill_dir / f"{run}-{doc['written_ms']}-{os.getpid()}.json"
@@ -532,9 +584,7 @@ class Ledger:
                 continue
             try:
                 with self.engine.begin() as conn:
-                    _write_rows(conn, doc.get("orders") or [], {k: doc.get(k) or [] for k in _ROW_TABLES})
-                    if doc.get("finish"):
-                        _write_finish(conn, doc["finish"])
+                    _replay(conn, doc)
             except DBAPIError as exc:
                 from sigmax_cli.logs import get_logger
 
@@ -602,6 +652,54 @@ class Ledger:
 
 
 _ROW_TABLES = ("fills", "positions", "equity", "events")
+
+
+@dataclass
+class _Batch:
+    """A flushed batch: its sequence number, the order rows it held (client order id ->
+    the very dict buffered) and how many rows of each table (the first ones buffered)."""
+
+    seq: int
+    orders: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+
+
+def _mark_written(conn, writer: str, seq: int) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(s.ledger_writes).values(writer_id=writer, seq=seq, ts_ms=now_ms())
+    conn.execute(stmt.on_conflict_do_update(index_elements=[s.ledger_writes.c.writer_id],
+                                            set_={"seq": stmt.excluded.seq, "ts_ms": stmt.excluded.ts_ms}))
+
+
+def _written_seq(conn, writer: str) -> int | None:
+    return conn.execute(select(s.ledger_writes.c.seq).where(s.ledger_writes.c.writer_id == writer)).scalar()
+
+
+def _replay(conn, doc: dict[str, Any]) -> None:
+    """Write a spill file's rows in the caller's transaction, once: a file already written
+    (its own ``spill:<id>`` mark exists) is skipped, and a batch that was in doubt when it
+    was spilled is left out when ``ledger_writes`` shows it committed."""
+    mark = f"spill:{doc.get('id')}"
+    if doc.get("id") and _written_seq(conn, mark) is not None:
+        return
+    orders = list(doc.get("orders") or [])
+    rows = {k: list(doc.get(k) or []) for k in _ROW_TABLES}
+    doubt = doc.get("in_doubt")
+    if doubt:
+        seq = _written_seq(conn, doubt["writer"])
+        if seq is not None and seq >= doubt["seq"]:
+            skip = set(doubt.get("orders") or [])
+            orders = [o for o in orders if o.get("client_order_id") not in skip]
+            for name, n in (doubt.get("counts") or {}).items():
+                del rows[name][:n]
+    _write_rows(conn, orders, rows)
+    if doc.get("finish"):
+        _write_finish(conn, doc["finish"])
+    if doc.get("id"):
+        _mark_written(conn, mark, 1)
 
 
 def _upsert_orders(conn, rows: list[dict[str, Any]]) -> None:
