@@ -321,8 +321,9 @@ class Engine:
 
     def _record_finish(self, summary: RunSummary, wait: bool) -> LedgerUnavailable | None:
         """Write the run's end. In a ledger outage, retry (when ``wait``) for the rest of the
-        grace; past it the run is ``failed``: written if the ledger answers one last time,
-        otherwise spilled to the state directory for the next start.
+        grace; past it the run is ``failed`` (without ``wait``, stopped by hand, it keeps its
+        status): written if the ledger answers one last time, otherwise spilled to the state
+        directory for the next start.
 
         Returns:
             ``None`` when the run's end is written as ``summary.status``; otherwise the
@@ -351,24 +352,24 @@ class Engine:
         reason = outage.reason if outage is not None else "unknown"
         held_s = (time.time() * 1000 - outage.since_ms) / 1000.0 if outage is not None else 0.0
         error = f"the ledger was unavailable for {held_s:.0f} s ({reason})"
-        summary.status = "failed"
-        try:  # one last attempt, as failed; when it fails too the ledger keeps that end buffered for the spill
-            write("failed", {"error": error})
-            return LedgerUnavailable(f"the ledger at {_shown(ledger)} was unavailable for {held_s:.0f} s ({reason}), "
-                                     "longer than ledger.outage_grace_seconds",
-                                     f"run {cfg.run_id} is marked failed in the ledger; start the bot again")
+        if wait:  # the grace ran out: the run failed; stopped by hand (no wait), it stays interrupted
+            summary.status = "failed"
+        what = (f"the ledger at {_shown(ledger)} was unavailable for {held_s:.0f} s ({reason})"
+                + (", longer than ledger.outage_grace_seconds" if wait else " when the run was stopped"))
+        try:  # one last attempt; when it fails too the ledger keeps the run's end buffered for the spill
+            write(summary.status, {"error": error})
+            return LedgerUnavailable(what, f"run {cfg.run_id} is marked {summary.status} in the ledger; "
+                                           "start the bot again")
         except LedgerUnavailable:
             pass
         rows = ledger.buffered
         path = ledger.spill()
         if path is not None:
-            kept = f"run {cfg.run_id} and its {rows} unwritten rows were saved to {path} and are recorded (failed) " \
-                   "when a bot next opens this ledger"
+            kept = f"run {cfg.run_id} and its {rows} unwritten rows were saved to {path} and are recorded " \
+                   f"({summary.status}) when a bot next opens this ledger"
         else:
             kept = f"run {cfg.run_id} stays 'running' in the ledger and {rows} rows could not be saved"
-        return LedgerUnavailable(
-            f"the ledger at {_shown(ledger)} was unavailable for {held_s:.0f} s ({reason}), longer than "
-            "ledger.outage_grace_seconds", f"{kept}; start the database (or free disk space), then the bot again")
+        return LedgerUnavailable(what, f"{kept}; start the database (or free disk space), then the bot again")
 
     def _step(self, ts: int, bars: list[Bar]) -> None:
         now = ts + self.tf_ms  # the bars closed at this time: decisions are made now

@@ -300,3 +300,29 @@ def test_a_full_sqlite_disk_halts_the_bot_which_resumes_when_space_is_freed(tmp_
         _assert_same_rows(got, reference)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_bot_stopped_during_an_outage_saves_its_rows_and_says_where(tmp_path, pg_db):
+    import signal
+
+    url, name = pg_db
+    home = tmp_path / "home"
+    bot = Bot(home, {"SIGMAX_DATABASE_URL": url, "SIGMAX_LEDGER__OUTAGE_GRACE_SECONDS": "600"}, SPEED)
+    try:
+        _wait_until(lambda: _equity_rows(url) >= 100, "100 equity rows")
+        close_database(name)
+        bot.wait_for_line("risk.ledger: HALTED")
+        bot.proc.send_signal(signal.SIGTERM)  # the operator stops it; it must not wait out the 600 s
+        rc, err = bot.finish()
+    finally:
+        bot.kill()
+    assert rc == 69
+    (line,) = err.strip().splitlines()
+    assert "when the run was stopped" in line and "ledger-spill" in line and "(interrupted)" in line
+    open_database(name)
+    from sigmax_cli.ledger import Ledger
+
+    with Ledger(url, spill_dir=home / "ledger-spill") as ledger:  # what the next bot does on start
+        run = ledger.get_run(RUN_ID)
+        assert run.status == "interrupted"
+        assert ledger.count("equity", RUN_ID) == run.summary["steps"] > 0

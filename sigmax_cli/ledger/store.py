@@ -304,8 +304,9 @@ class Ledger:
 
     @property
     def buffered(self) -> int:
-        """Rows written to the buffer and not yet to the database."""
-        return self._pending
+        """Rows in the buffer, not yet in the database (an order counts once, however often
+        its state changed)."""
+        return len(self._orders) + sum(len(rows) for rows in self._rows.values())
 
     def probe(self) -> None:
         """Write what is buffered, or, with nothing buffered, ask the database ``SELECT 1``.
