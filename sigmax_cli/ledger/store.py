@@ -586,7 +586,7 @@ class Ledger:
             try:
                 with self.engine.begin() as conn:
                     _replay(conn, doc)
-            except DBAPIError as exc:
+            except (DBAPIError, KeyError, TypeError, ValueError) as exc:  # database error, or a damaged file
                 from sigmax_cli.logs import get_logger
 
                 get_logger(__name__).warning("could not write the spilled ledger rows of %s (%s); trying again at "
