@@ -164,7 +164,7 @@ class Engine:
         self.gate = GuardedBroker(broker, guard, self._risk_view)
         self.tf_ms = timeframe_to_ms(feed.timeframe)
         self.symbols = list(feed.symbols)
-        self.portfolio = Portfolio({s: broker.rules(s).amount_step for s in self.symbols})
+        self.portfolio = Portfolio({s: broker.rules(s) for s in self.symbols})
         self._bases = {s: broker.rules(s).base for s in self.symbols}
         self.marks: dict[str, float] = {}
         self.last_bars: dict[str, Bar] = {}
@@ -509,7 +509,7 @@ class Engine:
             ledger.record_fill(fill.record(run_id))
             ledger.record_position(pos.record(run_id, fill.ts_ms))
             self.fills += 1
-            self.fees += fill.fee
+            self.fees += fill.fee_in_quote(self._bases[fill.symbol], self.cfg.quote) or 0.0
             self.recent_fills.append(FillRow(fill.ts_ms, fill.symbol, fill.side, fill.price, fill.amount, fill.fee,
                                              fill.liquidity))
         for order in update.orders:

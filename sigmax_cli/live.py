@@ -263,7 +263,7 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     require_timeframe(exchange, settings.timeframe)
     for symbol in symbols:
         require_market(exchange, symbol)
-    rules = {s: from_ccxt(markets[s]) for s in symbols}
+    rules = {s: from_ccxt(markets[s], precision_mode=exchange.precisionMode) for s in symbols}
     quote = quotes.pop()
     clock = ExchangeClock(exchange, live.clock_sync_seconds)
     broker = LiveBroker(exchange, rules, env=env, clock=clock.now_ms, retry=retry,

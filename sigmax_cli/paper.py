@@ -249,7 +249,7 @@ def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: in
     symbols = options.symbols or list(settings.symbols)
     for sym in symbols:
         require_market(exchange, sym)
-    markets = {s: from_ccxt(ccxt_markets[s]) for s in symbols}
+    markets = {s: from_ccxt(ccxt_markets[s], precision_mode=exchange.precisionMode) for s in symbols}
     tf_ms = timeframe_to_ms(settings.timeframe)
     steps = math.ceil(options.max_bars / len(symbols)) if options.max_bars else None
     feed = LiveFeed(

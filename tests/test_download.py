@@ -423,8 +423,10 @@ def test_download_many_saves_the_downloaded_symbols_markets(exchange, emulator, 
     assert [r.bars_total for r in batch.results] == [168, 168]
     doc = _strict_json(batch.markets_file)
     assert list(doc) == ["BTC/USDT", "ETH/USDT"]  # only what was downloaded, not all 7 markets
-    # ccxt's unified structures, as loaded from the exchange's answer
-    assert doc["BTC/USDT"] == json.loads(json.dumps(exchange.markets["BTC/USDT"]))
+    # ccxt's unified structures, as loaded from the exchange's answer, plus the exchange's precision mode
+    assert doc["BTC/USDT"] == {**json.loads(json.dumps(exchange.markets["BTC/USDT"])),
+                               "precisionMode": exchange.precisionMode}
+    assert doc["ETH/USDT"]["precisionMode"] == 4  # ccxt's TICK_SIZE for binance
     assert doc["BTC/USDT"]["precision"]["amount"] == 1e-05 and doc["BTC/USDT"]["limits"]["cost"]["min"] == 10
     assert doc["ETH/USDT"]["precision"]["amount"] == 0.0001 and doc["ETH/USDT"]["info"]["symbol"] == "ETHUSDT"
     rules = load_markets_file(batch.markets_file)
@@ -447,7 +449,8 @@ def test_markets_json_is_merged_keeping_other_symbols(exchange, data_dir, tmp_pa
     doc = _strict_json(path)
     assert list(doc) == ["BTC/USDT", "XRP/USDT"]
     assert doc["XRP/USDT"] == saved["XRP/USDT"]  # kept as it was
-    assert doc["BTC/USDT"] == json.loads(json.dumps(exchange.markets["BTC/USDT"]))  # replaced
+    assert doc["BTC/USDT"] == {**json.loads(json.dumps(exchange.markets["BTC/USDT"])),  # replaced
+                               "precisionMode": exchange.precisionMode}
     assert batch.markets_file == path and path.stat().st_mode & 0o777 == 0o640
 
 

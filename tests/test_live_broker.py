@@ -35,7 +35,8 @@ def world(data_dir, btc):
     exchange = connect(emu, timeout_ms=400, recv_window_ms=600)
     journal: list[tuple[str, str, int]] = []
     broker = LiveBroker(
-        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"])}, clock=clock.now_ms,
+        exchange, {"BTC/USDT": from_ccxt(exchange.markets["BTC/USDT"], precision_mode=exchange.precisionMode)},
+        clock=clock.now_ms,
         retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, sleep=clock.sleep), recv_window_ms=600,
         journal=lambda o: journal.append((o.client_order_id, o.status, len(account.orders))))
     broker.seed({"USDT": 5_000.0})
@@ -67,8 +68,9 @@ def test_market_buy_is_written_ahead_filled_from_trades_and_booked(world, btc):
     assert len(update.fills) == 1 and update.orders == [order]
     fill = update.fills[0]
     assert fill.price == pytest.approx(price) and fill.trade_id == str(account.trades[0]["id"])
-    # the 0.1 % commission came out of the BTC received: the fill's amount is what arrived
-    assert fill.amount == pytest.approx(0.01 * 0.999) and fill.fee == pytest.approx(0.01 * 0.001 * price)
+    # the 0.1 % commission came out of the BTC received: booked once, in BTC, beside the traded amount
+    assert fill.amount == 0.01 and fill.fee == pytest.approx(0.01 * 0.001) and fill.fee_currency == "BTC"
+    assert fill.fee_in_quote("BTC", "USDT") == pytest.approx(0.01 * 0.001 * price)
     assert broker.total("BTC") == pytest.approx(account.balances["BTC"][0])
     assert broker.total("USDT") == pytest.approx(5_000.0 - 0.01 * price)
     assert not broker.has_open_orders("BTC/USDT")
@@ -82,7 +84,8 @@ def test_limit_order_rests_fills_partly_then_cancels_and_releases(world, btc):
     assert broker.free("USDT") == pytest.approx(5_000.0 - 0.02 * 10_000.0 * 1.001, rel=1e-6)
     account.fill("sx-t-0000002", 0.005)  # the test drives a partial fill
     update = broker.on_bar(bar(btc, 3000))
-    assert order.status == "partially_filled" and [f.amount for f in update.fills] == [pytest.approx(0.005 * 0.999)]
+    assert order.status == "partially_filled" and [f.amount for f in update.fills] == [0.005]
+    assert broker.total("BTC") == pytest.approx(0.005 * 0.999)  # what arrived: the commission was in BTC
     assert update.fills[0].liquidity == "maker" and update.fills[0].price == 10_000.0
     cancelled = broker.cancel("sx-t-0000002", clock.now_ms())
     assert cancelled.status == "cancelled" and cancelled.filled == pytest.approx(0.005)
@@ -113,7 +116,8 @@ def test_ioc_that_does_not_cross_expires_and_thin_market_fills_part(world, btc):
     thin = broker.submit(request("sx-t-0000005", amount=0.02), clock.now_ms())
     assert thin.status == "expired" and thin.filled == pytest.approx(0.01)
     fills = broker.on_bar(bar(btc, 3000)).fills
-    assert sum(f.amount for f in fills) == pytest.approx(0.01 * 0.999)
+    assert sum(f.amount for f in fills) == pytest.approx(0.01)
+    assert sum(f.amount - f.fee for f in fills) == pytest.approx(0.01 * 0.999)  # BTC commission
     assert account.balances["USDT"][1] == pytest.approx(0.0)
 
 

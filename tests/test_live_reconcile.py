@@ -145,7 +145,8 @@ def test_adopted_orders_fill_into_the_run_and_unknown_ones_are_adopted_by_settin
     assert result.reconciliation["start"]["adopted"] == ["manual-order-2"]
     assert result.summary.fills == 1
     fills = ledger_rows(url, "fills", f"where run_id = '{result.run_id}'")
-    assert [(f["client_order_id"], f["amount"]) for f in fills] == [("manual-order-2", pytest.approx(0.004 * 0.999))]
+    assert [(f["client_order_id"], f["amount"], f["fee_currency"]) for f in fills] == [("manual-order-2", 0.004, "BTC")]
+    assert fills[0]["fee"] == pytest.approx(0.004 * 0.001)  # the commission, once, in the BTC it was taken in
     rows = {r["client_order_id"]: r for r in ledger_rows(url, "orders")}
     assert rows["manual-order-2"]["status"] == "partially_filled" and rows["manual-order-2"]["filled"] == 0.004
 

@@ -7,8 +7,9 @@ Order life cycle (ccxt's statuses, refined)::
      │        └─────────────┴──> cancelled | expired
      └──> rejected
 
-Amounts are base units, prices quote currency per base unit, fees quote currency,
-times UTC ms. Only the RiskGuard's :class:`~sigmax_cli.risk.guard.GuardedBroker` may
+Amounts are base units, prices quote currency per base unit, an order's ``fee`` its fees'
+quote value and a fill's ``fee`` in the currency charged (``fee_currency``), times UTC ms.
+Only the RiskGuard's :class:`~sigmax_cli.risk.guard.GuardedBroker` may
 call :meth:`Broker.submit`; the engine never holds a bare broker.
 """
 
@@ -117,7 +118,7 @@ class Order:
     status: str = "new"
     filled: float = 0.0
     cost: float = 0.0          # quote, sum of fill price * amount
-    fee: float = 0.0           # quote
+    fee: float = 0.0           # quote value of the fills' fees (a third asset's count 0)
     exchange_order_id: str | None = None
 
     @property
@@ -160,7 +161,14 @@ class Order:
 
 @dataclass(frozen=True)
 class Fill:
-    """One execution. ``price`` quote per base unit, ``amount`` base, ``fee`` quote."""
+    """One execution (ccxt's trade structure, reduced).
+
+    Attributes:
+        price: quote per base unit.
+        amount: base units traded (before any fee taken in the base asset).
+        fee: the commission, in ``fee_currency`` units as the exchange charged it: the quote
+            (paper always), the base asset (Binance without BNB) or a third asset (BNB).
+    """
 
     client_order_id: str
     symbol: str
@@ -175,7 +183,17 @@ class Fill:
 
     @property
     def notional(self) -> float:
+        """``price * amount``, quote."""
         return self.price * self.amount
+
+    def fee_in_quote(self, base: str, quote: str) -> float | None:
+        """The fee's value in quote: as charged when in ``quote``, at this fill's price when
+        in ``base``; ``None`` for a third asset, whose quote value this fill cannot tell."""
+        if not self.fee or self.fee_currency == quote:
+            return self.fee
+        if self.fee_currency == base:
+            return self.fee * self.price
+        return None
 
     def record(self, run_id: str) -> dict[str, object]:
         """The ledger row (``schema.fills``)."""

@@ -24,11 +24,11 @@ the final ones (``open`` with a fill -> ``partially_filled``, ``closed`` -> ``fi
 trades (the FULL order response, then ``fetch_my_trades`` by order id), each trade once by
 its id.
 
-Fees: a trade's commission is booked in quote. A buy's commission taken in the base asset
-(Binance without BNB) is deducted from the fill's amount and charged as ``commission *
-price`` quote, so that positions equal what the account received and the quote spent is
-exact; quote commissions are taken as they are; other assets (BNB) count as 0 quote and
-keep their currency in ``fee_currency``.
+Fees: a trade's commission is booked once, in the currency the exchange charged it
+(:class:`~sigmax_cli.brokers.base.Fill` ``fee`` / ``fee_currency``, as ccxt's trade
+``fee``); the fill's ``amount`` is the traded amount. In the book: a quote commission comes
+out of the quote; a base commission out of the base (a buy receives ``amount - fee``, a sell
+gives up ``amount + fee``); a third asset's (BNB) touches neither.
 
 Book. The broker trades a sub-account of the exchange account: ``total(quote)`` is the
 capital it was given (:meth:`seed`: at most ``risk.max_capital``), moved by its own fills;
@@ -79,7 +79,7 @@ from sigmax_cli.errors import (
 )
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.logs import get_logger
-from sigmax_cli.markets import MarketRules
+from sigmax_cli.markets import MarketRules, to_decimal
 
 log = get_logger(__name__)
 
@@ -667,38 +667,37 @@ class LiveBroker:
         fee_info = trade.get("fee") or {}
         fee_cost = float(fee_info.get("cost") or 0.0)
         currency = fee_info.get("currency") or rules.quote
-        amount = gross
-        if currency == rules.quote:
-            fee = fee_cost
-        elif currency == rules.base:
-            fee = fee_cost * price
-            if order.side == "buy":
-                amount = gross - fee_cost
-            else:  # a sell's base commission leaves the account too
-                self._book[rules.base] = self._book.get(rules.base, 0.0) - fee_cost
-        else:
-            fee = 0.0
+        fee_quote = fee_cost if currency == rules.quote else 0.0
+        fee_base = fee_cost if currency == rules.base else 0.0
         liquidity = trade.get("takerOrMaker") or ("taker" if order.type == "market" else "maker")
         ts = int(trade.get("timestamp") or self.clock())
-        fill = Fill(order.client_order_id, order.symbol, order.side, price, amount, fee, currency, liquidity, ts,
+        fill = Fill(order.client_order_id, order.symbol, order.side, price, gross, fee_cost, currency, liquidity, ts,
                     trade_id=trade_id)
         self._gross[order.client_order_id] = self._gross.get(order.client_order_id, 0.0) + gross
-        notional = price * amount
+        notional = price * gross
         if order.side == "buy":
-            self._book[rules.quote] = self._book.get(rules.quote, 0.0) - notional - fee
-            self._book[rules.base] = self._book.get(rules.base, 0.0) + amount
+            self._book_add(rules.quote, -notional, -fee_quote)
+            self._book_add(rules.base, gross, -fee_base)
         else:
-            self._book[rules.base] = self._book.get(rules.base, 0.0) - amount
-            self._book[rules.quote] = self._book.get(rules.quote, 0.0) + notional - fee
+            self._book_add(rules.base, -gross, -fee_base)
+            self._book_add(rules.quote, notional, -fee_quote)
         if self._gross[order.client_order_id] > order.filled + _EPS:  # the trade arrived before the order's state
             order.cost = order.cost + price * (self._gross[order.client_order_id] - order.filled)
             order.filled = self._gross[order.client_order_id]
-        order.fee += fee
+        order.fee += fill.fee_in_quote(rules.base, rules.quote) or 0.0
         update = self._pending.setdefault(order.symbol, BrokerUpdate())
         update.fills.append(fill)
         self._pending_order(order)
         if self.metrics is not None:
             self.metrics.fill(fill)
+
+    def _book_add(self, asset: str, *amounts: float) -> None:
+        """Add ``amounts`` to the book's ``asset`` in decimal (0.01 - 0.00001 is 0.00999, not
+        the float 0.009989999999999999 that would truncate a whole step lower)."""
+        total = to_decimal(self._book.get(asset, 0.0))
+        for amount in amounts:
+            total += to_decimal(amount)
+        self._book[asset] = float(total)
 
     def _pending_order(self, order: Order) -> None:
         update = self._pending.setdefault(order.symbol, BrokerUpdate())

@@ -220,14 +220,13 @@ class Reconciler:
         query = (select(f).join(r, f.c.run_id == r.c.run_id)
                  .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.symbol.in_(self.symbols))
                  .order_by(f.c.ts_ms, f.c.id))
-        dust = {s: self.broker.markets[s].amount_step for s in self.symbols if s in self.broker.markets}
-        portfolio = Portfolio(dust)
+        portfolio = Portfolio({s: self.broker.markets[s] for s in self.symbols if s in self.broker.markets})
         with self.ledger.engine.connect() as conn:
             for row in conn.execute(query).mappings():
                 portfolio.apply(Fill(row["client_order_id"], row["symbol"], row["side"], row["price"], row["amount"],
                                      row["fee"], row["fee_currency"], row["liquidity"], row["ts_ms"],
                                      trade_id=row["trade_id"]))
-        return {s: p for s, p in portfolio.positions.items() if p.qty > dust.get(s, 0.0)}
+        return {s: p for s, p in portfolio.positions.items() if p.qty > 0 and not portfolio.is_flat(s)}
 
     def cap_to_balances(self, positions: dict[str, Position]) -> list[str]:
         """Cut carried positions to what the exchange account holds; returns what was cut."""
@@ -236,10 +235,10 @@ class Reconciler:
         for symbol, pos in positions.items():
             base = self.broker.markets[symbol].base
             held = balances.get(base, (0.0, 0.0))[1]
-            if pos.qty > held + self.broker.markets[symbol].amount_step:
+            if not self.broker.markets[symbol].covers(held, pos.qty):
                 notes.append(f"the ledger's {symbol} position {pos.qty:.8g} {base} exceeds the exchange balance "
                              f"{held:.8g}: trading on {held:.8g}")
-                pos.qty = held
+                pos.set_qty(held)
         return notes
 
     def last_bar_ms(self, timeframe: str) -> int | None:

@@ -53,7 +53,7 @@ from sigmax_cli.exchange.client import (
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.files import write_atomic
 from sigmax_cli.logs import get_logger
-from sigmax_cli.markets import MARKETS_FILENAME
+from sigmax_cli.markets import MARKETS_FILENAME, PRECISION_MODE_KEY
 
 PAGE_LIMIT = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -387,7 +387,9 @@ def download_many(
         )
         for symbol in symbols
     )
-    on_disk = {r.symbol: exchange.markets[r.symbol] for r in results if r.path is not None}
+    # each market carries the exchange's precisionMode, so a replay reads its precision as ccxt does
+    on_disk = {r.symbol: {**exchange.markets[r.symbol], PRECISION_MODE_KEY: exchange.precisionMode}
+               for r in results if r.path is not None}
     written = merge_markets_json(markets_path, saved_markets, on_disk) if on_disk else None
     return DownloadBatch(results, written)
 

@@ -12,7 +12,7 @@ schema_version      one row per applied migration
 runs                a paper or live run: mode, profile, strategy + params, data files and
                     their sha256, status (running / completed / interrupted / failed)
 orders              every order by client order id, with its state-machine status
-fills               every execution: price, amount (base), fee (quote), maker/taker
+fills               every execution: price, amount (base), fee (in fee_currency), maker/taker
 positions           every position change of a symbol: qty after, average price, realised P&L
 equity              one mark-to-market snapshot per bar: equity, cash, exposure, benchmark
 events              risk trips, rejections, kill switch, warnings: level, kind, JSON data
@@ -106,7 +106,7 @@ fills = Table(
     Column("side", String(4), nullable=False),
     Column("price", Float, nullable=False),                 # quote per base unit
     Column("amount", Float, nullable=False),                # base units
-    Column("fee", Float, nullable=False),                   # quote
+    Column("fee", Float, nullable=False),                   # in fee_currency, as charged
     Column("fee_currency", String(16), nullable=False),
     Column("liquidity", String(5), nullable=False),         # maker | taker
     Column("ts_ms", BigInteger, nullable=False),

@@ -371,8 +371,14 @@ class TradeBook:
     fees: dict[str, float]
 
 
-def _field(fill: Mapping[str, Any] | Any, name: str) -> Any:
-    return fill[name] if isinstance(fill, Mapping) else getattr(fill, name)
+_REQUIRED = object()
+
+
+def _field(fill: Mapping[str, Any] | Any, name: str, default: Any = _REQUIRED) -> Any:
+    if default is _REQUIRED:
+        return fill[name] if isinstance(fill, Mapping) else getattr(fill, name)
+    value = fill.get(name) if isinstance(fill, Mapping) else getattr(fill, name, None)
+    return default if value is None else value
 
 
 def _iso(ts_ms: int) -> str:
@@ -386,7 +392,10 @@ def round_trips(
 
     Each fill (a ledger ``fills`` row as a dict, or any object with these attributes)
     needs ``symbol``, ``side`` (``buy``/``sell``), ``price`` (quote), ``amount`` (base),
-    ``fee`` (quote) and ``ts_ms``. Fills are taken in ``ts_ms`` order (stable: ties keep
+    ``fee`` and ``ts_ms``, and may give ``fee_currency`` (default: the quote). A fee in the
+    base asset moves the position (a buy gets ``amount - fee``, a sell gives up
+    ``amount + fee``) and counts at the fill's price; a third asset's fee counts 0 quote.
+    Fills are taken in ``ts_ms`` order (stable: ties keep
     the given order, which is the ledger's insertion order).
 
     Per symbol, a trip opens with a buy from a flat position; buys add to the position at
@@ -410,6 +419,14 @@ def round_trips(
         side = str(_field(f, "side")).lower()
         price, amount = float(_field(f, "price")), float(_field(f, "amount"))
         fee, ts = float(_field(f, "fee")), int(_field(f, "ts_ms"))
+        base, _, quote = symbol.partition("/")
+        currency = _field(f, "fee_currency", quote.split(":")[0])
+        moved = amount  # base units leaving or entering the position
+        if fee and currency == base:  # charged in the base asset: units, valued at this fill's price
+            moved = amount - fee if side == "buy" else amount + fee
+            fee = fee * price
+        elif fee and currency != quote.split(":")[0]:
+            fee = 0.0  # a third asset (BNB): its quote value is not known here
         fees[symbol] = fees.get(symbol, 0.0) + fee
         trip = state.get(symbol)
         if side == "buy":
@@ -427,30 +444,30 @@ def round_trips(
                     "fees": 0.0,
                     "fills": 0,
                 }
-            new_qty = trip["qty"] + amount
+            new_qty = trip["qty"] + moved
             trip["avg"] = (
-                (trip["qty"] * trip["avg"] + amount * price) / new_qty if new_qty > 0 else 0.0
+                (trip["qty"] * trip["avg"] + moved * price) / new_qty if new_qty > 0 else 0.0
             )
             trip["qty"] = new_qty
             trip["peak"] = max(trip["peak"], new_qty)
             trip["bought"] += amount
             trip["buy_cost"] += amount * price
-        elif side == "sell" and trip is None and amount <= residue.get(symbol, 0.0):
+        elif side == "sell" and trip is None and moved <= residue.get(symbol, 0.0):
             # the dust a closed trip left (dropped within dust_fraction) sold on its own
-            residue[symbol] -= amount
+            residue[symbol] -= moved
             continue
         elif side == "sell":
             held = trip["qty"] if trip else 0.0
             tolerance = dust_fraction * (trip["peak"] if trip else 0.0)
-            if trip is None or amount > held + tolerance:
+            if trip is None or moved > held + tolerance:
                 raise DataError(
-                    f"a {symbol} sell of {amount:g} at {_iso(ts)} exceeds the {held:g} held",
+                    f"a {symbol} sell of {moved:g} at {_iso(ts)} exceeds the {held:g} held",
                     "the report covers spot long-only runs; check the run's fills",
                 )
-            trip["qty"] = held - amount
-            trip["sold"] += amount
-            trip["sell_value"] += amount * price
-            trip["gross"] += amount * (price - trip["avg"])
+            trip["qty"] = held - moved
+            trip["sold"] += moved
+            trip["sell_value"] += moved * price
+            trip["gross"] += moved * (price - trip["avg"])
         else:
             raise DataError(
                 f"a {symbol} fill at {_iso(ts)} has side {side!r}", "sides must be buy or sell"

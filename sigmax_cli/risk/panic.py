@@ -315,7 +315,7 @@ def _flatten(report: IncidentReport, exchange: Any, retry: Any) -> None:
         market = exchange.markets.get(symbol)
         if not market:
             continue
-        rules = from_ccxt(market)
+        rules = from_ccxt(market, precision_mode=exchange.precisionMode)
         amount = rules.amount_to_precision(free.get(rules.base, 0.0))
         try:
             ticker = retry.call(exchange, "fetch_ticker", symbol)
