@@ -197,6 +197,9 @@ class Engine:
         self._bench_share = config.initial_equity / max(len(self.symbols), 1)
         self._started = 0.0
         self._bot_id = f"{config.mode}:{socket.gethostname()}:{config.run_id}"
+        self.on_ledger_wait: Any = None
+        """Called (no arguments) when trading halts for a ledger outage and after each retry,
+        so that what does not go through the ledger (Redis heartbeat, metrics) shows HALTED."""
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> RunSummary:
@@ -305,10 +308,14 @@ class Engine:
                     f"HALTED: {reason}; {ledger.buffered} rows kept in memory, retrying for up to {grace:g} s",
                     {"since_ms": outage.since_ms, "grace_s": grace, "buffered": ledger.buffered})
 
-        def between_retries(_outage: Any) -> None:
+        def between_retries(_outage: Any = None) -> None:
             if self.killswitch is not None:
                 self._obey_killswitch(ts)
+            self.observer.on_step(self.snapshot)
+            if self.on_ledger_wait is not None:
+                self.on_ledger_wait()
 
+        between_retries()
         if not ledger.ride_out(grace, stop, on_retry=between_retries):
             return False
         down_s = (time.time() * 1000 - outage.since_ms) / 1000.0

@@ -479,6 +479,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
             engine = Engine(config=config, feed=_TickFeed(feed, on_tick), strategy=plan.strategy, broker=broker,
                             guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher)
             events.engine = engine
+            engine.on_ledger_wait = lambda: _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id,
+                                                        "running")
             for sym, pos in carried.items():
                 engine.portfolio.positions[sym] = Position(sym, pos.qty, pos.avg_price, 0.0,
                                                            pos.opened_ms or now_fn())
