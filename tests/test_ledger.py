@@ -217,3 +217,20 @@ def test_open_errors_name_their_cause():
     assert "out of disk space" in describe_open_error(disk, "sqlite:////x/l.db").sentence()
     down = OperationalError("connect", {}, Exception("connection refused"))
     assert "start the database" in describe_open_error(down, "postgresql://db/x").sentence()
+
+
+def test_a_run_whose_rows_the_database_refuses_is_still_marked_failed(ledger_url):
+    from sqlalchemy.exc import IntegrityError
+
+    from sigmax_cli.ledger import Ledger
+
+    ledger = Ledger(ledger_url)
+    _run(ledger)
+    ledger.record_equity("r1", 1_000, 1.0, 1.0, 0.0, 1.0)
+    ledger.record_equity("r1", 1_000, 2.0, 2.0, 0.0, 2.0)  # the same bar twice: a bug upstream
+    with pytest.raises(IntegrityError):
+        ledger.finish_run("r1", "completed", {"bars": 2})
+    run = ledger.get_run("r1")
+    assert run.status == "failed" and "the ledger refused 2 buffered rows" in run.summary["error"]
+    assert run.summary["bars"] == 2
+    ledger.engine.dispose()

@@ -88,3 +88,26 @@ def test_eight_bots_open_a_fresh_sqlite_ledger_at_once(tmp_path):
     from sigmax_cli.ledger import migrations
 
     assert _open_at_once(url, PROCESSES) == [("ok", migrations.SCHEMA_VERSION)] * PROCESSES
+
+
+def test_a_schema_lock_held_too_long_is_named(fresh_pg_url):
+    import psycopg
+
+    from sigmax_cli.errors import LedgerError
+    from sigmax_cli.ledger import migrations
+    from sigmax_cli.ledger.store import make_engine
+
+    with psycopg.connect(fresh_pg_url, autocommit=True) as holder:  # another bot, stuck mid-migration
+        holder.execute("SELECT pg_advisory_lock(%s)", (migrations.SCHEMA_LOCK_KEY,))
+        engine = make_engine(fresh_pg_url)
+        try:
+            with pytest.raises(LedgerError, match="creating or upgrading the ledger's schema for 0.3 s"):
+                with migrations.schema_lock(engine, timeout_s=0.3):
+                    pass
+        finally:
+            engine.dispose()
+    engine = make_engine(fresh_pg_url)  # the holder is gone: the lock is free again
+    try:
+        assert migrations.upgrade(engine) == [m.version for m in migrations.MIGRATIONS]
+    finally:
+        engine.dispose()

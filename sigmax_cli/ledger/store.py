@@ -407,13 +407,24 @@ class Ledger:
         Raises:
             LedgerUnavailable: the database does not answer; the rows and the final status
                 stay buffered (a later call, :meth:`close` or :meth:`spill` writes them).
+            sqlalchemy.exc.DBAPIError: the database refuses a buffered row (a bug or bad
+                data); the run is still marked ``failed``, with the refusal in its summary.
         """
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         self._finish = {"run_id": run_id, "status": status, "ended_ms": now_ms(), "first_bar_ms": first_bar_ms,
                         "last_bar_ms": last_bar_ms,
                         "summary_json": json.dumps(summary, default=str) if summary is not None else None}
-        self.flush()
+        try:
+            self.flush()
+        except DBAPIError as exc:  # refused, not unreachable: never leave the run 'running'
+            error = f"the ledger refused {self.buffered} buffered rows: {db_reason(exc)}"
+            refused = {**(summary or {}), "error": error}
+            with self._writing(), self.engine.begin() as conn:
+                _write_finish(conn, {**self._finish, "status": "failed",
+                                     "summary_json": json.dumps(refused, default=str)})
+            self._finish = None
+            raise
         with self._writing(), self.engine.begin() as conn:
             _write_finish(conn, self._finish)
         self._finish = None
