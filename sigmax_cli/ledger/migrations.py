@@ -127,7 +127,9 @@ def current_version(conn: Connection) -> int:
 def upgrade(engine, target: int = SCHEMA_VERSION) -> list[int]:
     """Apply the missing migrations up to ``target``; returns the versions applied.
 
-    Runs under :func:`schema_lock`, so concurrent openers of a fresh ledger wait for the
+    A ledger already at ``target`` is only read (no lock, no write: read-only commands and
+    read-only files stay so). Otherwise the work runs under :func:`schema_lock`, and the
+    version is read again inside it, so concurrent openers of a fresh ledger wait for the
     first one instead of racing it.
 
     Raises:
@@ -135,17 +137,18 @@ def upgrade(engine, target: int = SCHEMA_VERSION) -> list[int]:
             process held the schema lock too long.
         sqlalchemy.exc.DBAPIError: the database failed.
     """
+    with engine.connect() as conn:
+        have = current_version(conn)
+    _refuse_newer(have)
+    if have >= target:
+        return []
     with schema_lock(engine) as conn:
         # PostgreSQL: one transaction per step; SQLite: the lock's own transaction holds them all
         step_txn = conn.begin if conn.dialect.name == "postgresql" else nullcontext
         with step_txn():
             s.schema_version.create(conn, checkfirst=True)
             have = current_version(conn)
-        if have > SCHEMA_VERSION:
-            raise LedgerError(
-                f"the ledger has schema version {have}, newer than this sigmax ({SCHEMA_VERSION})",
-                "upgrade sigmax before opening this ledger",
-            )
+        _refuse_newer(have)
         applied: list[int] = []
         for step in MIGRATIONS:
             if have < step.version <= target:
@@ -155,3 +158,11 @@ def upgrade(engine, target: int = SCHEMA_VERSION) -> list[int]:
                         version=step.version, applied_ms=int(time.time() * 1000), description=step.description))
                 applied.append(step.version)
     return applied
+
+
+def _refuse_newer(have: int) -> None:
+    if have > SCHEMA_VERSION:
+        raise LedgerError(
+            f"the ledger has schema version {have}, newer than this sigmax ({SCHEMA_VERSION})",
+            "upgrade sigmax before opening this ledger",
+        )
