@@ -234,6 +234,11 @@ def test_an_outage_past_the_grace_exits_69_and_the_run_is_recorded_failed_with_e
     assert run.status == "failed" and "the ledger was unavailable" in run.summary["error"]
     assert len(got["equity"]) == run.summary["steps"] > 0  # every bar it replayed, none lost
     assert got["outage"] == ["risk.ledger"]
+    import psycopg
+
+    with psycopg.connect(url) as conn:  # its heartbeat no longer looks like a live bot's
+        beats = conn.execute("SELECT status FROM heartbeats WHERE run_id = %s", (RUN_ID,)).fetchall()
+    assert beats == [("stopped",)]
 
 
 def _mount_tmpfs(path: Path, size: str) -> None:

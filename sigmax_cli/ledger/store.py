@@ -710,6 +710,9 @@ def _replay(conn, doc: dict[str, Any]) -> None:
     _write_rows(conn, orders, rows)
     if doc.get("finish"):
         _write_finish(conn, doc["finish"])
+        hb = s.heartbeats  # the bot that spilled has ended: its heartbeat must not look like a live one
+        conn.execute(update(hb).where(hb.c.run_id == doc["finish"]["run_id"], hb.c.status == "running")
+                     .values(status="stopped"))
     if doc.get("id"):
         _mark_written(conn, mark, 1)
 
