@@ -38,8 +38,9 @@ from tests.support.pg_faults import close_database, open_database, terminate_ses
 
 RUN_ID = "outage-run-1"
 REPLAY = ["paper", "--data", str(FREQTRADE_1H), "--symbols", "BTC/USDT,ETH/USDT", "--timeframe", "1h",
-          "--max-bars", "4000", "--no-tui", "--run-id", RUN_ID]
-SPEED = ["--speed", "400000"]  # 1h bars at 400000x: ~110 steps/s, so the 2000 steps last ~18 s
+          "--max-bars", "2400", "--no-tui", "--run-id", RUN_ID]
+STEPS = 1200  # two symbols a step
+SPEED = ["--speed", "400000"]  # 1h bars at 400000x: ~110 steps/s at most, so the run lasts >= 11 s
 TIMEOUT = 240.0  # seconds; generous, the machine is shared
 
 
@@ -147,7 +148,7 @@ def reference(tmp_path_factory) -> dict[str, list]:
     assert rc == 0, err
     content = _content(f"sqlite:///{home / 'ledger.db'}")
     assert content["run"].status == "completed"
-    assert len(content["equity"]) == 2000 and len(content["fills"]) >= 4  # a run that trades
+    assert len(content["equity"]) == STEPS and len(content["fills"]) >= 4  # a run that trades
     return content
 
 
