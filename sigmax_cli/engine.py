@@ -33,10 +33,12 @@ from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Broker, BrokerUpd
 from sigmax_cli.data.timeframes import iso_week, timeframe_to_ms, utc_day
 from sigmax_cli.errors import LedgerUnavailable, OrderRejected, RiskBlocked
 from sigmax_cli.feeds import Feed
+from sigmax_cli.invariants import check_run, holdings
 from sigmax_cli.ledger import Ledger
 from sigmax_cli.portfolio import Portfolio
 from sigmax_cli.risk.base import RiskView, Trip, pct_below
 from sigmax_cli.risk.guard import GuardedBroker, Resumed, RiskGuard
+from sigmax_cli.risk.rejections import RejectionTracker
 from sigmax_cli.snapshot import (
     EngineSnapshot,
     EventRow,
@@ -68,6 +70,8 @@ class EngineConfig:
         heartbeat_s: seconds between heartbeats written to the ledger.
         ledger_grace_s: seconds a ledger outage may last (trading HALTED, rows kept in
             memory, writes retried) before the run gives up (``ledger.outage_grace_seconds``).
+        max_consecutive_rejections: rejections in a row of one symbol, side and cause before
+            the engine alerts, backs off and (for an exit) blocks entries on the symbol.
     """
 
     run_id: str
@@ -85,6 +89,7 @@ class EngineConfig:
     max_bars: int | None = None
     heartbeat_s: float = 10.0
     ledger_grace_s: float = 300.0
+    max_consecutive_rejections: int = 3
 
 
 @dataclass
@@ -114,6 +119,9 @@ class RunSummary:
     elapsed_s: float
     bars_per_s: float
     risk_trips: list[dict[str, Any]] = field(default_factory=list)
+    rejections: dict[str, int] = field(default_factory=dict)   # rejected orders by cause (OrderRejected.kind)
+    exits_blocked: dict[str, str] = field(default_factory=dict)  # symbol -> why its exit is blocked, at the end
+    invariants: list[str] = field(default_factory=list)  # ledger invariants violated at the end (empty: all hold)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +199,7 @@ class Engine:
         self.recent_events: deque[EventRow] = deque(maxlen=10)
         self.trips: list[dict[str, Any]] = []
         self._last_denial: dict[str, str] = {}
+        self.rejections = RejectionTracker(config.max_consecutive_rejections)
         self._cid_seq = 0
         self._bench_cash = config.initial_equity
         self._bench_qty: dict[str, float] = {}
@@ -225,6 +234,7 @@ class Engine:
         self.observer.on_start(self.snapshot())
         status = "failed"
         step_s = (self.tf_ms / 1000.0 / cfg.speed) if cfg.speed > 0 else 0.0
+        self._start_holdings = holdings(self.broker, self._assets())
         watchdog = self._start_watchdog(stop)
         gave_up: LedgerUnavailable | None = None
         final: LedgerUnavailable | None = None
@@ -257,6 +267,8 @@ class Engine:
             if watchdog is not None:
                 watchdog.set()
             try:
+                if status != "failed":
+                    summary.invariants = self._check_invariants()
                 if self.alerts is not None:
                     self.alerts.close()
                     self._housekeeping()
@@ -435,6 +447,28 @@ class Engine:
         cash = broker.total(self.cfg.quote)
         self.ledger.record_equity(self.cfg.run_id, ts, equity, cash, equity - cash, bench)
 
+    def _assets(self) -> list[str]:
+        """The quote and every symbol's base asset."""
+        return [self.cfg.quote, *dict.fromkeys(self._bases.values())]
+
+    def _check_invariants(self) -> list[str]:
+        """Check the ledger against the broker at the end of the run (see
+        :mod:`sigmax_cli.invariants`); each violation becomes a critical ``ledger.invariant``
+        event. Returns the violations."""
+        self.ledger.flush()
+        run_id = self.cfg.run_id
+        last = self.ledger.equity_summaries([run_id]).get(run_id)
+        problems = check_run(
+            fills=self.ledger.rows("fills", run_id, order_by=("ts_ms", "id")),
+            rules={s: self.broker.rules(s) for s in self.symbols}, quote=self.cfg.quote,
+            start=self._start_holdings, end=holdings(self.broker, self._assets()),
+            balances=self.broker.balances(), last_equity=last["last_equity"] if last else None,
+            closes=self.marks)
+        ts = self.last_bar_ms if self.last_bar_ms is not None else 0
+        for problem in problems:
+            self._event(ts, "critical", "ledger.invariant", problem)
+        return problems
+
     def _mark(self) -> float:
         total = self.broker.total
         equity = total(self.cfg.quote)
@@ -467,6 +501,8 @@ class Engine:
         if (amount <= 0 or amount < rules.min_amount
                 or amount * price < max(rules.min_notional, DUST_NOTIONAL_FRACTION * cfg.initial_equity)):
             return  # below the market minimum or dust: nothing sensible to send
+        if not self.rejections.may_send(bar.symbol, side, self.steps_done):
+            return  # rejected again and again: backing off (see risk.rejections)
         self._cid_seq += 1
         request = OrderRequest(
             symbol=bar.symbol, side=side, type="market", amount=amount,
@@ -490,19 +526,43 @@ class Engine:
                              "value": denial.value, "limit": denial.limit})
             return None
         except OrderRejected as exc:
-            self.rejected += 1
-            rejected = Order(request.client_order_id, request.symbol, request.side, request.type, request.amount,
-                             request.price, request.time_in_force, request.reduce_only, now, now, exc.cause)
-            rejected.move("rejected", now)
-            self.ledger.record_order(rejected.record(self.cfg.run_id))
-            self._event(now, "warning", "order.rejected", exc.cause, {"client_order_id": request.client_order_id})
+            self._rejected(request, exc, now)
             return None
         self._last_denial.pop(request.symbol, None)
+        ended = self.rejections.accepted(request.symbol, request.side)
+        if ended is not None and ended.count >= self.rejections.threshold:
+            self._event(now, "info", "risk.resumed.exit_blocked" if ended.reduce_only else "order.accepted_again",
+                        f"{request.symbol} {request.side} accepted after {ended.count} rejections ({ended.cause})",
+                        {"symbol": request.symbol, "side": request.side, "cause": ended.cause, "count": ended.count})
         self.orders += 1
         self._order_times.append(now)
         self._decided_at[order.client_order_id] = request.reference_price
         self.ledger.record_order(order.record(self.cfg.run_id))
         return order
+
+    def _rejected(self, request: OrderRequest, exc: OrderRejected, now: int) -> None:
+        """Record a rejected order; report the first of a streak and the streak at the
+        threshold (an exit's then blocks entries on the symbol: ``risk.exit_blocked``)."""
+        self.rejected += 1
+        rejected = Order(request.client_order_id, request.symbol, request.side, request.type, request.amount,
+                         request.price, request.time_in_force, request.reduce_only, now, now, exc.cause)
+        rejected.move("rejected", now)
+        self.ledger.record_order(rejected.record(self.cfg.run_id))
+        streak = self.rejections.rejected(request.symbol, request.side, exc.kind, exc.cause, request.reduce_only,
+                                          now, self.steps_done)
+        data = {"client_order_id": request.client_order_id, "symbol": request.symbol, "side": request.side,
+                "cause": exc.kind, "reduce_only": request.reduce_only, "count": streak.count}
+        if streak.count == 1:
+            self._event(now, "warning", "order.rejected", exc.cause, data)
+        if streak.count == self.rejections.threshold:
+            if request.reduce_only:
+                self._event(now, "critical", "risk.exit_blocked",
+                            f"{request.symbol} exit rejected {streak.count} times in a row ({exc.kind}): {exc.cause}; "
+                            "no new entries on it until an exit goes through", data)
+            else:
+                self._event(now, "warning", "order.rejections_repeated",
+                            f"{request.symbol} {request.side} rejected {streak.count} times in a row ({exc.kind}): "
+                            f"{exc.cause}; retrying with back-off", data)
 
     def _apply(self, update: BrokerUpdate) -> None:
         run_id = self.cfg.run_id
@@ -513,6 +573,8 @@ class Engine:
                 move = fill.price / decided - 1.0
                 self.last_slippage_bps = (move if fill.side == "buy" else -move) * 10_000.0
             pos = self.portfolio.apply(fill)
+            if fill.side == "sell" and self.rejections.exits_blocked and self.portfolio.is_flat(fill.symbol):
+                self.rejections.position_closed(fill.symbol)
             ledger.record_fill(fill.record(run_id))
             ledger.record_position(pos.record(run_id, fill.ts_ms))
             self.fills += 1
@@ -559,6 +621,7 @@ class Engine:
             last_slippage_bps=self.last_slippage_bps,
             data_age_ms=int(getattr(staleness, "overdue_ms", 0) or 0),
             sentiment=self.sentiment_fn() if self.sentiment_fn else None,
+            exits_blocked=self.rejections.exits_blocked,
         )
 
     def _risk_changes(self, now: int, changes: list[Trip | Resumed]) -> None:
@@ -580,8 +643,8 @@ class Engine:
         row = EventRow(ts, level, kind, message)
         self.recent_events.append(row)
         self.observer.on_event(row)
-        if self.alerts is not None and kind.startswith("risk.") and level in ("warning", "critical") \
-                and not kind.startswith("risk.denied"):
+        if self.alerts is not None and (kind.startswith("risk.") or kind == "order.rejections_repeated") \
+                and level in ("warning", "critical") and not kind.startswith("risk.denied"):
             from sigmax_cli.alerts.base import Alert
 
             self.alerts.notify(Alert(kind, "critical" if level == "critical" else "warning",
@@ -627,7 +690,8 @@ class Engine:
         """What a heartbeat carries for `monitor` and `health`: newest bar, equity, state."""
         return {"bar_ms": self.last_bar_ms, "equity": self.equity, "initial_equity": self.cfg.initial_equity,
                 "state": self.guard.state.value, "state_reason": self.guard.reason,
-                "open_orders": self.broker.open_order_count, "bars": self.bars_done}
+                "open_orders": self.broker.open_order_count, "bars": self.bars_done,
+                "exits_blocked": dict(self.rejections.exits_blocked)}
 
     def _housekeeping(self) -> None:
         """Flush the ledger; record alert deliveries; check performance thresholds."""
@@ -665,7 +729,8 @@ class Engine:
             benchmark_return_pct=round((bench / cfg.initial_equity - 1.0) * 100.0, 6) if self._bench_qty else 0.0,
             trading_state=self.guard.state.value, first_bar_ms=self.first_bar_ms, last_bar_ms=self.last_bar_ms,
             elapsed_s=round(elapsed, 4), bars_per_s=round(self.bars_done / elapsed, 1) if elapsed else 0.0,
-            risk_trips=self.trips,
+            risk_trips=self.trips, rejections=dict(self.rejections.by_cause),
+            exits_blocked=dict(self.rejections.exits_blocked),
         )
 
     def snapshot(self) -> EngineSnapshot:
@@ -689,6 +754,7 @@ class Engine:
             daily_pnl=self.equity - self.day_start_equity,
             daily_loss_limit=self.day_start_equity * cfg.daily_loss_limit_pct / 100.0,
             trading_state=self.guard.state.value, state_reason=self.guard.reason,
+            exits_blocked=tuple(self.rejections.exits_blocked),
         )
         return EngineSnapshot(
             mode=cfg.mode, profile=cfg.profile, run_id=cfg.run_id, strategy=self.strategy.name,

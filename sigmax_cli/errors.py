@@ -117,13 +117,28 @@ class AuthenticationError(ExchangeError):
 
 
 class OrderRejected(ExchangeError):
-    """An order was refused (precision, min notional, unknown symbol, funds)."""
+    """An order was refused (precision, min notional, unknown symbol, funds).
+
+    Args:
+        cause, fix: as :class:`SigmaxError`.
+        kind: the cause as a stable key for counting and alerting: ``"precision"`` (the
+            amount rounds to zero), ``"min_amount"``, ``"min_notional"``, ``"price"`` (no
+            valid price), ``"insufficient_funds"``, ``"duplicate"`` (client order id reused),
+            ``"exchange"`` (refused by the exchange or anything else; the default).
+    """
 
     exit_code = 1
+    default_kind = "exchange"
+
+    def __init__(self, cause: str, fix: str | None = None, kind: str | None = None) -> None:
+        super().__init__(cause, fix)
+        self.kind = kind or self.default_kind
 
 
 class InsufficientFunds(OrderRejected):
     """The account does not hold enough of the asset the order spends."""
+
+    default_kind = "insufficient_funds"
 
 
 class RiskBlocked(SigmaxError):

@@ -459,6 +459,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 position_fraction=s.strategy.position_fraction, max_order_notional=s.risk.max_order_notional,
                 max_position_notional=s.risk.max_position_notional, taker_fee=taker,
                 slippage_bps=s.paper.slippage_bps, daily_loss_limit_pct=s.risk.daily_loss_limit_pct,
+                max_consecutive_rejections=s.risk.max_consecutive_rejections,
                 speed=0.0, max_bars=None, heartbeat_s=0.0, ledger_grace_s=s.ledger.outage_grace_seconds)
             state: dict[str, Any] = {"ticks": 0, "connection": broker.exchange_status().connection, "stale": None}
 

@@ -264,16 +264,16 @@ class MarketRules:
         value = to_decimal(amount)
         if value <= 0:
             raise OrderRejected(f"{self.symbol} order amount rounds to zero at step {self.amount_step_at(1):f}",
-                                "order a larger amount")
+                                "order a larger amount", kind="precision")
         if self.min_amount and not self.covers(value, self.min_amount):
             raise OrderRejected(f"{self.symbol} amount {value:f} is below the minimum {self.min_amount:g}",
-                                "order a larger amount")
+                                "order a larger amount", kind="min_amount")
         if self.min_notional:
             notional = _CONTEXT.multiply(value, to_decimal(price))
             if notional < to_decimal(self.min_notional):
                 raise OrderRejected(
                     f"{self.symbol} order value {notional:.4f} {self.quote} is below the minimum notional "
-                    f"{self.min_notional:g} {self.quote}", "order a larger amount")
+                    f"{self.min_notional:g} {self.quote}", "order a larger amount", kind="min_notional")
 
 
 @lru_cache(maxsize=1024)

@@ -41,6 +41,7 @@ class BotRow:
     bar_ms: int | None
     open_orders: int
     events: list[dict[str, Any]] = field(default_factory=list)
+    exits_blocked: dict[str, str] = field(default_factory=dict)  # symbol -> rejection (risk rule exit_blocked)
 
 
 def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
@@ -73,7 +74,7 @@ def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float =
                 status=status, heartbeat_age_s=round(age_s, 1), trading_state=detail.get("state"),
                 state_reason=detail.get("state_reason"), equity=equity, pnl=pnl,
                 pnl_pct=pnl / initial * 100 if pnl is not None else None, bar_ms=detail.get("bar_ms"),
-                open_orders=int(open_orders), events=events))
+                open_orders=int(open_orders), events=events, exits_blocked=dict(detail.get("exits_blocked") or {})))
     order = {"running": 0, "stale": 1, "stopped": 2}
     rows.sort(key=lambda r: (order.get(r.status, 3), r.heartbeat_age_s))
     return rows
@@ -101,6 +102,8 @@ def render(rows: list[BotRow]):
         pnl = f"{r.pnl:+,.2f} ({r.pnl_pct:+.2f}%)" if r.pnl is not None else "-"
         bar = datetime.fromtimestamp(r.bar_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if r.bar_ms else "-"
         state = f"[{states.get(r.trading_state or '', 'white')}]{r.trading_state or '-'}[/]"
+        if r.exits_blocked:
+            state += f" [bold red]exit blocked: {', '.join(sorted(r.exits_blocked))}[/]"
         status = f"[{colours.get(r.status, 'white')}]{r.status}[/]"
         equity = f"{r.equity:,.2f}" if r.equity is not None else "-"
         table.add_row(r.bot_id, r.mode, status, f"{r.heartbeat_age_s:.0f} s", state, equity, pnl, str(r.open_orders),

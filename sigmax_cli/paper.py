@@ -317,6 +317,7 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
         position_fraction=s.strategy.position_fraction, max_order_notional=s.risk.max_order_notional,
         max_position_notional=s.risk.max_position_notional, taker_fee=paper.taker_fee,
         slippage_bps=paper.slippage_bps, daily_loss_limit_pct=s.risk.daily_loss_limit_pct,
+        max_consecutive_rejections=s.risk.max_consecutive_rejections,
         speed=plan.options.speed, max_bars=plan.options.max_bars, ledger_grace_s=s.ledger.outage_grace_seconds,
     )
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),

@@ -101,6 +101,9 @@ class RiskSettings(_Section):
     max_api_errors_per_minute: int = Field(5, ge=1, description="exchange errors per 60 s before a pause")
     stale_data_bars: int = Field(3, ge=1, description="bars of missing data before trading halts")
     min_sentiment: float = Field(-0.6, ge=-1, le=1, description="research sentiment at or below: no entries")
+    max_consecutive_rejections: int = Field(
+        3, ge=1, description="rejections in a row (symbol, side, cause) before an alert, back-off and exit_blocked"
+    )
     max_capital: float | None = Field(
         None, gt=0, description="quote; live trading refuses to start without it"
     )

@@ -59,6 +59,7 @@ class RiskRow:
     daily_loss_limit: float      # quote, positive number
     trading_state: str           # ACTIVE | REDUCING | HALTED
     state_reason: str | None
+    exits_blocked: tuple[str, ...] = ()  # symbols whose exits keep being rejected (risk rule exit_blocked)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def test_all_ok_plugin_line_with_perfdata(cli, healthy_env):
     assert result.exit_code == 0, result.stdout
     first, *details = result.stdout.splitlines()
     text, perf = first.split(" | ")
-    assert re.fullmatch(r"SIGMAX OK - \d+ measurements OK in 9 checks", text)
+    assert re.fullmatch(r"SIGMAX OK - \d+ measurements OK in 10 checks", text)
     items = perf.split(" ")
     assert all(PERF_ITEM.match(item) for item in items), items
     labels = {PERF_ITEM.match(i)["label"] for i in items}
@@ -197,7 +197,7 @@ def test_warning_exits_1(cli, ledger_url, home):
 # -- bad input: exit 3 UNKNOWN, one sentence on stderr, nothing written -----------------------
 BAD = [
     (["--check", "ledger,bogus"], {}, "unknown check 'bogus'; use --check with some of ledger, redis, exchange, "
-                                       "system, heartbeat, killswitch, data, backup, orders."),
+                                       "system, heartbeat, exits, killswitch, data, backup, orders."),
     (["--watch", "--json"], {}, "--watch redraws a panel, --json prints one document; drop one of them."),
     (["--prometheus", "no/such/dir/sigmax.prom"], {},
      "the directory of --prometheus no/such/dir/sigmax.prom does not exist; create it or point --prometheus at "

@@ -91,11 +91,12 @@ def normalise_request(request: OrderRequest, rules: MarketRules) -> tuple[float,
     price = None
     if request.type == "limit":
         if request.price is None or not request.price > 0:
-            raise OrderRejected(f"{request.symbol} limit order needs a positive price", "give a price")
+            raise OrderRejected(f"{request.symbol} limit order needs a positive price", "give a price", kind="price")
         price = rules.price_to_precision(request.price)
     ref = price if price is not None else request.reference_price
     if not (ref > 0 and math.isfinite(ref)):
-        raise OrderRejected(f"{request.symbol} has no valid price to check the order against", "wait for market data")
+        raise OrderRejected(f"{request.symbol} has no valid price to check the order against", "wait for market data",
+                            kind="price")
     rules.check(amount, ref)
     return amount, price, ref
 

@@ -132,7 +132,7 @@ class PaperBroker:
     def _submit(self, request: OrderRequest, now_ms: int) -> Order:
         if request.client_order_id in self._orders:
             raise OrderRejected(f"client order id {request.client_order_id} was already used",
-                                "use a new client order id per order")
+                                "use a new client order id per order", kind="duplicate")
         rules = self.rules(request.symbol)
         amount_f, price, ref = normalise_request(request, rules)
         amount = rules.amount_to_decimal(amount_f)

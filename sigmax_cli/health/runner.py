@@ -27,6 +27,7 @@ from sigmax_cli.health.backup import BackupCheck
 from sigmax_cli.health.base import Check, CheckContext, CheckResult, Skipped, Status, now_ms, short_error, worst
 from sigmax_cli.health.data import DataCheck
 from sigmax_cli.health.exchange import ExchangeCheck
+from sigmax_cli.health.exits import ExitsCheck
 from sigmax_cli.health.heartbeat import HeartbeatCheck
 from sigmax_cli.health.killswitch import KillSwitchCheck
 from sigmax_cli.health.ledger import LedgerCheck
@@ -39,12 +40,12 @@ if TYPE_CHECKING:
     from sigmax_cli.settings import Settings
 
 CHECKS: dict[str, type[Check]] = {cls.name: cls for cls in (
-    LedgerCheck, RedisCheck, ExchangeCheck, SystemCheck, HeartbeatCheck, KillSwitchCheck, DataCheck, BackupCheck,
-    OrdersCheck,
+    LedgerCheck, RedisCheck, ExchangeCheck, SystemCheck, HeartbeatCheck, ExitsCheck, KillSwitchCheck, DataCheck,
+    BackupCheck, OrdersCheck,
 )}
 """Every check by name, in display order."""
 
-LOCAL_CHECKS = ("ledger", "redis", "system", "heartbeat", "killswitch", "data", "backup")
+LOCAL_CHECKS = ("ledger", "redis", "system", "heartbeat", "exits", "killswitch", "data", "backup")
 """The checks that talk to nothing beyond this host's configured services (no exchange)."""
 
 

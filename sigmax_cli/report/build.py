@@ -64,6 +64,9 @@ class Report:
         trading: round-trip statistics.
         exposure_pct: percent of bars with an open position.
         symbols: per-symbol trades, win rate, net P&L and fees.
+        rejections: rejected orders by cause (``OrderRejected.kind``: ``precision``,
+            ``min_notional``, ``insufficient_funds`` ...); ``unclassified`` for a run whose
+            summary does not say (it ended without one).
         round_trips: every closed trade, by exit time.
         daily, weekly: P&L per UTC day / ISO week.
         series: curves for plotting.
@@ -85,6 +88,7 @@ class Report:
     daily: list[m.PeriodPnl]
     weekly: list[m.PeriodPnl]
     series: Series
+    rejections: dict[str, int]
 
 
 def build_report(ledger: Ledger, run_id: str | None = None, latest: bool = False) -> Report:
@@ -107,8 +111,12 @@ def build_report(ledger: Ledger, run_id: str | None = None, latest: bool = False
     run = ledger.get_run(run_id) if run_id else ledger.latest_run()
     equity_rows = ledger.rows("equity", run.run_id, order_by=("ts_ms",))
     fills = ledger.rows("fills", run.run_id, order_by=("ts_ms", "id"))
-    orders = ledger.count("orders", run.run_id)
-    return assemble_report(run, equity_rows, fills, orders)
+    orders = ledger.rows("orders", run.run_id)
+    rejected = sum(1 for o in orders if o["status"] == "rejected")
+    by_cause = dict((run.summary or {}).get("rejections") or {})
+    if rejected and sum(by_cause.values()) != rejected:
+        by_cause = {**by_cause, "unclassified": rejected - sum(by_cause.values())}
+    return assemble_report(run, equity_rows, fills, len(orders), by_cause)
 
 
 def assemble_report(
@@ -116,6 +124,7 @@ def assemble_report(
     equity_rows: Sequence[Mapping[str, Any]],
     fills: Sequence[Mapping[str, Any]],
     orders: int,
+    rejections: Mapping[str, int] | None = None,
 ) -> Report:
     """Compute a :class:`Report` from ledger rows (pure; no database).
 
@@ -125,6 +134,7 @@ def assemble_report(
             oldest first.
         fills: ``fills`` rows (``symbol``, ``side``, ``price``, ``amount``, ``fee``, ``ts_ms``).
         orders: number of orders the run recorded.
+        rejections: rejected orders by cause.
 
     Raises:
         DataError: no equity rows; non-positive equity; fills that sell more than held.
@@ -168,6 +178,7 @@ def assemble_report(
             drawdown_pct=m.drawdown_series(equity),
             benchmark_drawdown_pct=m.drawdown_series(bench),
         ),
+        rejections=dict(rejections or {}),
     )
 
 

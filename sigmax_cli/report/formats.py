@@ -12,6 +12,8 @@ times UTC ms, ``*_pct`` in percent, ``null`` where a figure is undefined (never 
     report_version      1 (bumped when a key changes meaning or disappears)
     run_id, bars, orders, fills, final_equity, return_pct, max_drawdown_pct
                         the names of ``sigmax paper --json``'s summary, same meaning
+    rejections          {cause: count} of rejected orders (``unclassified`` when the run
+                        ended without a summary that says)
     net_pnl             final_equity - initial_equity
     excess_return_pct   return_pct - benchmark.return_pct
     run                 {run_id, mode, profile, exchange, strategy, params, symbols, quote,
@@ -149,6 +151,15 @@ def _performance_rows(report: Report) -> list[tuple[str, str, str]]:
     ]
 
 
+def _rejections(by_cause: dict[str, int]) -> str:
+    """``"0"``, or the total and the count per cause, most frequent first."""
+    total = sum(by_cause.values())
+    if not total:
+        return "0"
+    causes = ", ".join(f"{k} {v}" for k, v in sorted(by_cause.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{total} ({causes})"
+
+
 def _trading_rows(report: Report) -> list[tuple[str, str]]:
     t, q = report.trading, report.quote
     if t.profit_factor is None and t.trades and not t.losses:
@@ -166,6 +177,7 @@ def _trading_rows(report: Report) -> list[tuple[str, str]]:
         ("fees paid", _money(t.total_fees, q)),
         ("exposure (bars in a position)", _pct(report.exposure_pct, False)),
         ("orders / fills", f"{report.orders} / {report.fills}"),
+        ("rejected orders", _rejections(report.rejections)),
         ("open positions at the end", str(t.open_positions)),
     ]
 
@@ -304,6 +316,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "bars": report.bars,
         "orders": report.orders,
         "fills": report.fills,
+        "rejections": report.rejections,
         "final_equity": p.end_equity,
         "return_pct": p.return_pct,
         "max_drawdown_pct": p.drawdown.max_drawdown_pct,

@@ -46,6 +46,8 @@ class RiskView:
         data_age_ms: how overdue the market data is (0 when fresh), UTC ms.
         sentiment: overall news sentiment in [-1, 1] from research signals, ``None`` when
             no signal is available.
+        exits_blocked: symbols whose exit orders were rejected
+            ``risk.max_consecutive_rejections`` times in a row -> the rejection's sentence.
     """
 
     equity: float
@@ -62,6 +64,7 @@ class RiskView:
     last_slippage_bps: float | None = None
     data_age_ms: int = 0
     sentiment: float | None = None
+    exits_blocked: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_notional(self) -> float:

@@ -160,6 +160,7 @@ def build_guard(risk_settings, tf_ms: int = 3_600_000) -> RiskGuard:
     from sigmax_cli.risk.rules.consecutive_losses import ConsecutiveLosses
     from sigmax_cli.risk.rules.daily_loss import DailyLossLimit
     from sigmax_cli.risk.rules.drawdown import MaxDrawdown
+    from sigmax_cli.risk.rules.exit_blocked import ExitBlocked
     from sigmax_cli.risk.rules.open_orders import MaxOpenOrders
     from sigmax_cli.risk.rules.order_notional import MaxOrderNotional
     from sigmax_cli.risk.rules.order_rate import MaxOrderRate
@@ -177,6 +178,7 @@ def build_guard(risk_settings, tf_ms: int = 3_600_000) -> RiskGuard:
         MaxOpenOrders(r.max_open_orders),
         MaxOrderRate(r.max_orders_per_minute),
         StopOutCooldown(r.cooldown_minutes),
+        ExitBlocked(),
         DailyLossLimit(r.daily_loss_limit_pct),
         WeeklyLossLimit(r.weekly_loss_limit_pct),
         MaxDrawdown(r.max_drawdown_pct),

@@ -260,7 +260,8 @@ def fills_panel(snapshot: EngineSnapshot, limit: int = 50) -> Panel:
 
 
 def risk_panel(snapshot: EngineSnapshot) -> Panel:
-    """Equity, peak, drawdown %, daily P&L against the daily loss limit, trading state."""
+    """Equity, peak, drawdown %, daily P&L against the daily loss limit, trading state, and
+    the symbols whose exits are blocked (``exit_blocked``)."""
     risk = snapshot.risk
     if risk is None:
         return Panel(_empty("no risk state yet"), title="Risk", title_align="left")
@@ -272,6 +273,8 @@ def risk_panel(snapshot: EngineSnapshot) -> Panel:
     grid.add_row("State", Text(state, style=style))
     if risk.state_reason:
         grid.add_row("Reason", Text(risk.state_reason))
+    if risk.exits_blocked:
+        grid.add_row("Exit blocked", Text(", ".join(risk.exits_blocked), style="bold red"))
     grid.add_row("Equity", fmt_money(risk.equity))
     grid.add_row("Peak", fmt_money(risk.peak_equity))
     grid.add_row("Drawdown", Text(f"{risk.drawdown_pct:.2f}%",
@@ -349,6 +352,8 @@ def plain_line(snapshot: EngineSnapshot) -> str:
         state = f"state {risk.trading_state.upper()}"
         if risk.state_reason:
             state += f" ({risk.state_reason})"
+        if risk.exits_blocked:
+            state += f" exit blocked: {','.join(risk.exits_blocked)}"
         parts.append(f"equity {risk.equity:.2f} dd {risk.drawdown_pct:.1f}% {state}")
     parts.append(f"orders {s.orders_total} fills {s.fills_total}")
     return " ".join(parts)
