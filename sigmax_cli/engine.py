@@ -267,8 +267,12 @@ class Engine:
             if watchdog is not None:
                 watchdog.set()
             try:
-                if status != "failed":
-                    summary.invariants = self._check_invariants()
+                if status != "failed" and self.ledger.outage is None:
+                    try:
+                        with self.ledger.outage_guard():
+                            summary.invariants = self._check_invariants()
+                    except LedgerUnavailable:
+                        pass  # the ledger went away: not checked; the run's end rides the outage out below
                 if self.alerts is not None:
                     self.alerts.close()
                     self._housekeeping()

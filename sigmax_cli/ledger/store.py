@@ -278,6 +278,14 @@ class Ledger:
 
     # -- outages ---------------------------------------------------------------------------
     @contextmanager
+    def outage_guard(self) -> Iterator[None]:
+        """For callers that query :attr:`engine` themselves: a database outage met inside
+        becomes :class:`LedgerUnavailable` and sets :attr:`outage`; other database errors
+        pass through unchanged."""
+        with self._writing():
+            yield
+
+    @contextmanager
     def _writing(self) -> Iterator[None]:
         """Turn a database outage met inside into :class:`LedgerUnavailable` (and
         :attr:`outage`); other database errors pass through unchanged."""
