@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "config": "config",
     "paper": "paper",
     "report": "report",
+    "runs": "runs",
     "panic": "panic",
     "monitor": "monitor",
     "data": "data",

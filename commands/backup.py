@@ -49,7 +49,7 @@ def backup(
 
     state = obj(ctx)
     kinds = parse_kinds(include, "--include")
-    settings = state.settings()
+    settings = state.settings(home_must_be_dir=True)
     with render.progress(state.err_console, not as_json and state.verbosity >= 0) as observer:
         result = create_backup(settings, tag=tag, out_dir=out, include=kinds, verify=not no_verify,
                                observer=observer)
@@ -70,7 +70,7 @@ def list_(
     from sigmax_cli.backup.catalog import backups_dir, list_backups
 
     state = obj(ctx)
-    settings = state.settings()
+    settings = state.settings(home_must_be_dir=True)
     where = directory or backups_dir(settings)
     items = list_backups(settings, where)
     if _json(ctx, as_json):
@@ -93,7 +93,7 @@ def verify(
 
     state = obj(ctx)
     as_json = _json(ctx, as_json)
-    settings = state.settings()
+    settings = state.settings(home_must_be_dir=True)
     with render.progress(state.err_console, not as_json and state.verbosity >= 0) as observer:
         report = verify_archive(settings, archive, restore_test=restore_test, observer=observer)
     if as_json:
@@ -122,8 +122,8 @@ def prune(
     if keep_daily is None or keep_weekly is None:
         raise ConfigError("prune needs both --keep-daily and --keep-weekly", "e.g. --keep-daily 7 --keep-weekly 4")
     state = obj(ctx)
-    result = run_prune(state.settings(), keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly,
-                       directory=directory, dry_run=dry_run)
+    result = run_prune(state.settings(home_must_be_dir=True), keep_daily=keep_daily, keep_weekly=keep_weekly,
+                       keep_monthly=keep_monthly, directory=directory, dry_run=dry_run)
     if _json(ctx, as_json):
         print_json(result.to_dict())
     else:

@@ -26,6 +26,7 @@ class AppContext:
     verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
     no_color: bool = False
     _settings: Settings | None = field(default=None, repr=False)
+    warned: list[str] = field(default_factory=list)  # warnings already printed in this invocation
 
     @property
     def console(self) -> Console:
@@ -40,20 +41,39 @@ class AppContext:
 
         return Console(stderr=True, no_color=self.no_color or None, highlight=False)
 
-    def settings(self, overrides: dict[str, Any] | None = None, env_file: Path | None = None) -> Settings:
+    def settings(self, overrides: dict[str, Any] | None = None, env_file: Path | None = None,
+                 home_must_be_dir: bool = False) -> Settings:
         """Load the settings once (command-line ``overrides`` take precedence).
 
-        Also installs the log filter that masks every secret the settings hold.
+        Also installs the log filter that masks every secret the settings hold, and prints
+        the env file's warnings (a keys file others may read) once on stderr.
+
+        Raises:
+            ConfigError: as :func:`load_settings`; and, with ``home_must_be_dir`` (the
+                commands that trade or read the ledger in it), a state directory that exists
+                but is not a directory. ``health`` grades that CRITICAL instead, and ``panic``
+                still tries Redis.
         """
         from sigmax_cli.logs import mask_secrets
         from sigmax_cli.settings import load_settings, secret_values
 
+        warnings: list[str] = []
         self._settings = load_settings(
             profile=self.profile,
             home=self.home,
             env_file=env_file or self.env_file,
             overrides=overrides,
+            warnings=warnings,
         )
+        if home_must_be_dir:
+            from sigmax_cli.files import check_state_dir
+
+            check_state_dir(self._settings.home)
+        for warning in warnings:  # every command that reads an env file says so, on stderr
+            if warning not in self.warned:
+                self.warned.append(warning)
+                if self.verbosity >= 0:
+                    self.err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
         mask_secrets(secret_values(self._settings))
         return self._settings
 

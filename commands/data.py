@@ -33,7 +33,10 @@ def check(
             "first": _iso(int(c.ts[0])) if len(c) else None, "last": _iso(int(c.ts[-1])) if len(c) else None,
             "gaps": [{"after": _iso(g.after_ms), "before": _iso(g.before_ms), "missing_bars": g.missing}
                      for g in c.gaps],
-            "missing_bars": c.missing_bars, "dropped_duplicates": c.dropped_duplicates, "sha256": c.sha256,
+            "missing_bars": c.missing_bars, "dropped_duplicates": c.dropped_duplicates,
+            "duplicates": c.duplicates.to_dict() if c.duplicates else None,
+            "out_of_order": c.out_of_order.to_dict() if c.out_of_order else None,
+            "warnings": c.warnings(), "sha256": c.sha256,
         })
     if as_json:
         print_json({"files": reports})
@@ -50,6 +53,8 @@ def check(
     for r in reports:
         for g in r["gaps"]:
             state.console.print(f"gap {r['symbol']}: {g['missing_bars']} bar(s) missing after {g['after']}")
+        for warning in r["warnings"]:
+            state.console.print(f"warning: {warning}", soft_wrap=True)
 
 
 @app.command("download")

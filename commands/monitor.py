@@ -21,24 +21,25 @@ def monitor(
     import time
 
     from sigmax_cli.ledger import Ledger
-    from sigmax_cli.monitor import collect, render, to_dict
+    from sigmax_cli.monitor import collect, killswitch_status, render, to_dict
 
     state = obj(ctx)
-    with Ledger(state.settings().ledger_url, create=False) as ledger:
+    settings = state.settings(home_must_be_dir=True)
+    with Ledger(settings.ledger_url, create=False) as ledger:
         if as_json or once:
             rows = collect(ledger, stale_after_s=stale_after)
             if as_json:
-                print_json(to_dict(rows))
+                print_json(to_dict(rows, killswitch_status(settings)))
             else:
-                state.console.print(render(rows))
+                state.console.print(render(rows, killswitch_status(settings)))
             return
         from rich.live import Live
 
-        with Live(render(collect(ledger, stale_after_s=stale_after)), console=state.console,
-                  refresh_per_second=4, screen=False) as live:
+        with Live(render(collect(ledger, stale_after_s=stale_after), killswitch_status(settings)),
+                  console=state.console, refresh_per_second=4, screen=False) as live:
             try:
                 while True:
                     time.sleep(interval)
-                    live.update(render(collect(ledger, stale_after_s=stale_after)))
+                    live.update(render(collect(ledger, stale_after_s=stale_after), killswitch_status(settings)))
             except KeyboardInterrupt:
                 pass

@@ -39,32 +39,42 @@ def paper(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON summary on stdout.")] = False,
 ) -> None:
     """Replay candles (or follow live prices) through strategy, risk guard, paper broker and ledger."""
+    import math
     import threading
 
-    from sigmax_cli.errors import ConfigError, Interrupted
+    from sigmax_cli.errors import ConfigError, Halted, Interrupted
     from sigmax_cli.paper import PaperOptions, prepare_paper, run_paper
     from sigmax_cli.signals import stop_on_signals
 
     state = obj(ctx)
-    if balance is not None and balance <= 0:
-        raise ConfigError("--balance must be greater than 0", "give the starting quote balance, e.g. --balance 10000")
+    if balance is not None and not (math.isfinite(balance) and balance > 0):
+        raise ConfigError(f"--balance {balance:g} is not a starting balance: it must be a finite number greater "
+                          "than 0", "give the starting quote balance, e.g. --balance 10000")
+    if not (math.isfinite(speed) and speed >= 0):
+        raise ConfigError(f"--speed {speed:g} is not a replay speed: it must be a finite number, 0 or more",
+                          "pass e.g. --speed 0 (as fast as possible) or --speed 60 (60 x real time)")
     if fee is not None and not 0 <= fee < 0.1:
         raise ConfigError(f"--fee {fee} is not a fraction between 0 and 0.1", "pass e.g. --fee 0.001 for 0.1%")
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
     settings = state.settings(overrides={
         "timeframe": timeframe, "markets_file": markets, "symbols": wanted,
         "paper": {"balance": balance, "maker_fee": fee, "taker_fee": fee, "slippage_bps": slippage_bps},
-    })
+    }, home_must_be_dir=True)
     plan = prepare_paper(settings, PaperOptions(data=data, symbols=wanted, start=start, end=end, strategy=strategy,
                                                 speed=speed, max_bars=max_bars, run_id=run_id))
     observer = _observer(state, as_json, tui)
     stop = threading.Event()
+    data_warnings = plan.feed.warnings() if hasattr(plan.feed, "warnings") else []  # repeated/unordered rows
     with stop_on_signals(stop), observer if hasattr(observer, "__enter__") else nullcontext():
         summary = run_paper(plan, stop, observer)
     if as_json:
-        print_json(summary.to_dict())
+        print_json({**summary.to_dict(), "data_warnings": data_warnings})
     else:
-        _render(state.console, summary, plan.warnings, _market_rules(plan))
+        _render(state.console, summary, [*data_warnings, *plan.warnings], _market_rules(plan))
+    if summary.status == "halted":
+        raise Halted(f"run {summary.run_id} ended HALTED by the kill switch after {summary.bars} bars and is marked "
+                     "halted in the ledger", "see `sigmax panic --status`; release it with "
+                     "`sigmax panic --release --reason ...` once it is safe")
     if summary.status == "interrupted":
         raise Interrupted(f"run {summary.run_id} was interrupted after {summary.bars} bars and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {summary.run_id}`")

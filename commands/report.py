@@ -70,7 +70,7 @@ def report(
             "--list shows all recent runs", "drop --run-id, --latest and --plot, or drop --list"
         )
     state = obj(ctx)
-    with Ledger(state.settings().ledger_url, create=False) as ledger:
+    with Ledger(state.settings(home_must_be_dir=True).ledger_url, create=False) as ledger:
         result = (
             list_runs(ledger, limit)
             if show_list

@@ -40,7 +40,7 @@ def restore(
 
     state = obj(ctx)
     kinds = parse_kinds(only, "--only")
-    settings = state.settings()
+    settings = state.settings(home_must_be_dir=True)
     with render.progress(state.err_console, not as_json and state.verbosity >= 0) as observer:
         result = run_restore(settings, archive, latest=latest, directory=directory, only=kinds, dry_run=dry_run,
                              force=force, observer=observer)

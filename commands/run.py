@@ -33,20 +33,24 @@ def run(
     import os
     import threading
 
-    from sigmax_cli.errors import Interrupted
+    from sigmax_cli.errors import Halted, Interrupted
     from sigmax_cli.live import LiveOptions, find_env_file, prepare_live, run_live
-    from sigmax_cli.settings import default_home
+    from sigmax_cli.settings import check_env_file, default_home
     from sigmax_cli.signals import stop_on_signals
 
     state = obj(ctx)
     home = state.home or (Path(os.environ["SIGMAX_HOME"]) if os.environ.get("SIGMAX_HOME") else default_home())
+    if env_file or state.env_file:  # a directory or /dev/zero is named as such, not "does not exist"
+        check_env_file(env_file or state.env_file)
     path, warnings = find_env_file(env, env_file or state.env_file, home)
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
-    settings = state.settings(overrides={"timeframe": timeframe, "symbols": wanted, "env": env}, env_file=path)
+    settings = state.settings(overrides={"timeframe": timeframe, "symbols": wanted, "env": env}, env_file=path,
+                              home_must_be_dir=True)
     options = LiveOptions(env=env, symbols=wanted, strategy=strategy, max_ticks=max_ticks,
                           confirm_live=confirm_live, metrics_port=metrics_port)
     for warning in warnings:
-        state.err_console.print(f"warning: {warning}", markup=False)
+        if warning not in state.warned:  # the settings may have said it already
+            state.err_console.print(f"warning: {warning}", markup=False)
     plan = prepare_live(settings, options, warnings)
     state.err_console.print(f"sigmax run {plan.run_id}: {plan.account.describe()}", markup=False)
     observer = _observer(state, as_json, tui, plan.broker.exchange_status)
@@ -57,6 +61,10 @@ def run(
         print_json(result.to_dict())
     else:
         _render(state.console, result)
+    if result.status == "halted":
+        raise Halted(f"run {result.run_id} ended HALTED by the kill switch after {result.ticks} ticks and is marked "
+                     "halted in the ledger", "see `sigmax panic --status`; release it with "
+                     "`sigmax panic --release --reason ...` once it is safe")
     if result.status == "interrupted":
         raise Interrupted(f"run {result.run_id} was interrupted after {result.ticks} ticks and is marked "
                           "interrupted in the ledger", f"see it with `sigmax report --run-id {result.run_id}`")

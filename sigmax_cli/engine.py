@@ -52,7 +52,6 @@ from sigmax_cli.strategies.base import Bar, PositionView, Strategy
 
 WATCHDOG_S = 5.0  # seconds between the exchange watchdog's looks at the live feed
 FLUSH_EVERY_S = 1.0  # seconds between ledger flushes, so monitor/health see a live bot's state
-KILLSWITCH_POLL_S = 0.05  # a replay may process thousands of bars/s: poll the switch every 50 ms
 REBALANCE_BAND = 0.05  # fraction of the allocation below which a target change is ignored
 DUST_NOTIONAL_FRACTION = 1e-4  # orders worth less than this fraction of initial equity are dust
 
@@ -138,9 +137,9 @@ class Engine:
         guard: the RiskGuard.
         ledger: where everything is recorded; the run must already be started in it.
         observer: receives snapshots and events (dashboard, progress lines, nothing).
-        killswitch: a :class:`~sigmax_cli.risk.killswitch.KillSwitchWatcher` (or anything
-            with ``engaged()`` and ``switch.status()``); checked before every step, at most
-            every ``KILLSWITCH_POLL_S`` of wall time in a fast replay.
+        killswitch: a :class:`~sigmax_cli.risk.killswitch.KillSwitchWatcher` (or anything with
+            ``current()`` returning a :class:`~sigmax_cli.risk.killswitch.WatchedState`); its
+            cached state is read before every step (ENGAGED halts and cancels, UNKNOWN halts).
         sentiment_fn: returns the overall research sentiment in [-1, 1] or ``None``; read
             at every risk evaluation (keep it cheap: a cached value).
         alerts: an :class:`~sigmax_cli.alerts.dispatcher.AlertDispatcher`: every risk trip,
@@ -168,7 +167,6 @@ class Engine:
             from sigmax_cli.alerts.performance import PerformanceWatch
 
             self._perf = PerformanceWatch()
-        self._ks_checked = float("-inf")
         self.gate = GuardedBroker(broker, guard, self._risk_view)
         self.tf_ms = timeframe_to_ms(feed.timeframe)
         self.symbols = list(feed.symbols)
@@ -214,7 +212,8 @@ class Engine:
     def run(self, stop: threading.Event) -> RunSummary:
         """Process bars until the feed ends, ``max_bars`` is reached or ``stop`` is set.
 
-        The run ends ``completed`` (feed exhausted or ``max_bars``), ``interrupted`` (stop
+        The run ends ``completed`` (feed exhausted or ``max_bars``), ``halted`` (the same, but
+        the kill switch still holds trading HALTED: engaged or unknown), ``interrupted`` (stop
         set from outside) or ``failed`` (an exception, re-raised after the ledger is made
         consistent). The ledger is flushed and the run row updated in every case.
 
@@ -241,8 +240,7 @@ class Engine:
         try:
             for step in self.feed.steps(stop):
                 t_step = time.monotonic()
-                if self.killswitch is not None and (step_s or t_step - self._ks_checked >= KILLSWITCH_POLL_S):
-                    self._ks_checked = t_step
+                if self.killswitch is not None:  # a cached read: the watcher's thread does the I/O
                     self._obey_killswitch(step.ts_ms)
                 self._step(step.ts_ms, step.bars)
                 self.observer.on_step(self.snapshot)
@@ -259,7 +257,7 @@ class Engine:
                     break
                 if step_s and stop.wait(max(0.0, step_s - (now - t_step))):
                     break
-            status = "interrupted" if stop.is_set() else "completed"
+            status = "interrupted" if stop.is_set() else "halted" if self._halted_by_killswitch() else "completed"
         except LedgerUnavailable as exc:  # the outage outlasted its grace: recorded failed below
             gave_up = exc
         finally:
@@ -273,6 +271,8 @@ class Engine:
                             summary.invariants = self._check_invariants()
                     except LedgerUnavailable:
                         pass  # the ledger went away: not checked; the run's end rides the outage out below
+                    except Exception as exc:  # noqa: BLE001 - the run's end must be recorded whatever happens here
+                        summary.invariants = [f"invariants could not be checked ({type(exc).__name__}: {exc})"]
                 if self.alerts is not None:
                     self.alerts.close()
                     self._housekeeping()
@@ -404,7 +404,7 @@ class Engine:
         for bar in bars:
             sym = bar.symbol
             if broker.has_open_orders(sym):
-                self._apply(broker.on_bar(bar))
+                self._apply(broker.on_bar(bar), now)
             marks[sym] = bar.close
             self.last_bars[sym] = bar
             if sym not in self._bench_qty:
@@ -568,7 +568,8 @@ class Engine:
                             f"{request.symbol} {request.side} rejected {streak.count} times in a row ({exc.kind}): "
                             f"{exc.cause}; retrying with back-off", data)
 
-    def _apply(self, update: BrokerUpdate) -> None:
+    def _apply(self, update: BrokerUpdate, now: int) -> None:
+        """Book ``update``'s fills and orders; ``now`` is the bar close time they are seen at."""
         run_id = self.cfg.run_id
         ledger = self.ledger
         for fill in update.fills:
@@ -576,7 +577,7 @@ class Engine:
             if decided:
                 move = fill.price / decided - 1.0
                 self.last_slippage_bps = (move if fill.side == "buy" else -move) * 10_000.0
-            pos = self.portfolio.apply(fill)
+            pos = self.portfolio.apply(fill, bar_ms=now)
             if fill.side == "sell" and self.rejections.exits_blocked and self.portfolio.is_flat(fill.symbol):
                 self.rejections.position_closed(fill.symbol)
             ledger.record_fill(fill.record(run_id))
@@ -590,25 +591,52 @@ class Engine:
 
     # -- risk ----------------------------------------------------------------------------------
     def _obey_killswitch(self, ts: int) -> None:
-        """HALT (and cancel every open order) when the kill switch is engaged; resume when
-        it is released. Called before a step, so a bot halts within one tick."""
-        engaged = self.killswitch.engaged()
-        tripped = "kill_switch" in self.guard.trips
-        if engaged and not tripped:
-            status = self.killswitch.switch.status()
-            reason = f"kill switch engaged by {status.by or 'unknown'}: {status.reason or 'no reason given'}"
+        """HALT (and cancel every open order) when the kill switch is ENGAGED; HALT without
+        cancelling when its state is UNKNOWN (a remote engage could not be seen); resume only
+        when the watcher reports RELEASED (after an engage: an explicit release)."""
+        from sigmax_cli.risk.killswitch import SwitchState
+
+        view = self.killswitch.current()
+        trips = self.guard.trips
+        if view.state is SwitchState.ENGAGED:
+            if "kill_switch" in trips:
+                return
+            self.guard.release("kill switch engaged", rule="kill_switch_unknown")
+            reason = f"kill switch engaged by {view.by or 'unknown'}: {view.reason or 'no reason given'}"
             self.guard.halt("kill_switch", reason)
-            self.trips.append({"ts_ms": ts, "rule": "kill_switch", "state": "HALTED", "reason": status.reason,
-                               "by": status.by})
+            self.trips.append({"ts_ms": ts, "rule": "kill_switch", "state": "HALTED", "reason": view.reason,
+                               "by": view.by})
             self._event(ts, "critical", "risk.kill_switch", f"HALTED: {reason}",
-                        {"by": status.by, "since_ms": status.since_ms, "source": status.source})
+                        {"by": view.by, "since_ms": view.since_ms, "source": view.source})
             for order in self.broker.open_orders():
                 cancelled = self.gate.cancel(order.client_order_id, ts)
                 self.ledger.record_order(cancelled.record(self.cfg.run_id))
-        elif not engaged and tripped:
-            for change in self.guard.release("kill switch released", rule="kill_switch"):
-                self._event(ts, "warning", "risk.resumed.kill_switch", f"kill switch released ({change.reason})",
-                            {"rule": change.rule})
+        elif view.state is SwitchState.UNKNOWN:
+            if "kill_switch_unknown" in trips:
+                return
+            reason = f"kill switch state unknown ({view.detail or 'unreadable'}): no trading until it can be read"
+            self.guard.halt("kill_switch_unknown", reason)
+            self.trips.append({"ts_ms": ts, "rule": "kill_switch_unknown", "state": "HALTED", "reason": view.detail})
+            self._event(ts, "critical", "risk.kill_switch_unknown", f"HALTED: {reason}", {"detail": view.detail})
+        else:
+            release = view.release or {}
+            for rule, what in (("kill_switch", f"kill switch released by {release.get('by') or 'unknown'}: "
+                                               f"{release.get('reason') or 'no reason given'}"),
+                               ("kill_switch_unknown", "kill switch readable again and released")):
+                for change in self.guard.release(what, rule=rule):
+                    self._event(ts, "warning", f"risk.resumed.{rule}", what, {"rule": change.rule,
+                                                                              "release_id": release.get("id")})
+
+    def _killswitch_fields(self) -> dict[str, Any]:
+        """The kill switch's cached state for the dashboard's risk panel (no I/O)."""
+        if self.killswitch is None or not hasattr(self.killswitch, "current"):
+            return {}
+        view = self.killswitch.current()
+        return {"killswitch": view.state.value, "killswitch_detail": view.detail or view.reason or ""}
+
+    def _halted_by_killswitch(self) -> bool:
+        """True when the kill switch (engaged or unknown) holds trading HALTED right now."""
+        return "kill_switch" in self.guard.trips or "kill_switch_unknown" in self.guard.trips
 
     def _risk_view(self, now_ms: int) -> RiskView:
         times = self._order_times
@@ -759,6 +787,7 @@ class Engine:
             daily_loss_limit=self.day_start_equity * cfg.daily_loss_limit_pct / 100.0,
             trading_state=self.guard.state.value, state_reason=self.guard.reason,
             exits_blocked=tuple(self.rejections.exits_blocked),
+            **self._killswitch_fields(),
         )
         return EngineSnapshot(
             mode=cfg.mode, profile=cfg.profile, run_id=cfg.run_id, strategy=self.strategy.name,

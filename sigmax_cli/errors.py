@@ -21,6 +21,7 @@ Grouping follows what the operator must do (after freqtrade's exception groups):
     │   └── OrderRejected    the exchange or paper broker refused an order
     │       └── InsufficientFunds
     ├── RiskBlocked          the RiskGuard denied an order                  exit 1
+    ├── Halted               a run ended HALTED by the kill switch          exit 3
     └── Interrupted          Ctrl-C / SIGTERM; state was saved             exit 130
 
 Backups and restores (``sigmax backup`` / ``sigmax restore``) have their own codes, so a
@@ -145,6 +146,13 @@ class RiskBlocked(SigmaxError):
     """The RiskGuard denied an order or the kill switch is engaged."""
 
     exit_code = 1
+
+
+class Halted(SigmaxError):
+    """A ``paper`` or ``run`` reached its end (data, ``--max-bars``, ``--max-ticks``) while the
+    kill switch (engaged, or its state unknown) held trading HALTED; the run is ``halted``."""
+
+    exit_code = 3
 
 
 class Interrupted(SigmaxError):

@@ -104,9 +104,15 @@ class ReplayFeed:
         return [
             {"symbol": sym, "path": str(c.source) if c.source else None, "sha256": c.sha256, "bars": len(c),
              "first_ms": int(c.ts[0]) if len(c) else None, "last_ms": int(c.ts[-1]) if len(c) else None,
-             "gaps": len(c.gaps)}
+             "gaps": len(c.gaps), "duplicates": c.duplicates.count if c.duplicates else 0,
+             "out_of_order": c.out_of_order.count if c.out_of_order else 0}
             for sym, c in self.candles.items()
         ]
+
+    def warnings(self) -> list[str]:
+        """One sentence per repeated or out-of-order stretch of the replayed files
+        (:meth:`Candles.warnings`)."""
+        return [w for c in self.candles.values() for w in c.warnings()]
 
     def steps(self, stop: threading.Event) -> Iterator[Step]:
         # One stable sort of every (time, symbol) pair replaces a per-bar heap merge.

@@ -11,8 +11,36 @@ as it was and removes the temporary one.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from sigmax_cli.errors import ConfigError
+
+
+def check_state_dir(home: Path) -> None:
+    """Refuse a state directory (``--home`` / ``SIGMAX_HOME``) that exists but is no
+    directory, before anything reads the kill switch or the ledger in it (a file there would
+    otherwise surface as a confusing later error, such as an unreadable kill switch). A
+    missing one is fine: it is created when first written.
+
+    Raises:
+        ConfigError: ``home`` is a file, a device, a pipe or a socket.
+    """
+    try:
+        mode = Path(home).stat().st_mode
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:  # a parent is a file: /etc/hostname/sigmax
+        raise ConfigError(f"the state directory {home} (--home / SIGMAX_HOME) is inside a file",
+                          "point --home or SIGMAX_HOME at a directory (it is created when missing)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot look at the state directory {home} ({exc.strerror})",
+                          "check --home / SIGMAX_HOME and its permissions") from None
+    if not stat.S_ISDIR(mode):
+        what = "a file" if stat.S_ISREG(mode) else "not a directory"
+        raise ConfigError(f"the state directory {home} (--home / SIGMAX_HOME) is {what}, not a directory",
+                          "point --home or SIGMAX_HOME at a directory (it is created when missing)")
 
 
 def write_atomic(path: Path, data: str | bytes, *, mode: int | None = None, suffix: str = ".part") -> None:

@@ -267,7 +267,8 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     quote = quotes.pop()
     clock = ExchangeClock(exchange, live.clock_sync_seconds)
     broker = LiveBroker(exchange, rules, env=env, clock=clock.now_ms, retry=retry,
-                        submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms)
+                        submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms,
+                        clock_offset_ms=lambda: clock.skew_ms)
     account = _check_account(broker, exchange, settings, env, quote)
     run_id = new_run_id(env)
     metrics = None
@@ -345,6 +346,8 @@ class _Events:
             row = EventRow(ts, level, kind, message)
             self.engine.recent_events.append(row)
             self.engine.observer.on_event(row)
+        if level == "critical":
+            self.ledger.flush()  # visible to monitor and health at once
 
 
 class _TickFeed:
@@ -389,6 +392,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
         AuthenticationError: the keys stop working during the run (the run is recorded failed).
         ExchangeError: reconciliation at start or the data feed cannot reach the exchange.
     """
+    from sigmax_cli.alerts.dispatcher import from_settings as alerts_from_settings
     from sigmax_cli.brokers.reconcile import Reconciler
     from sigmax_cli.data.timeframes import timeframe_to_ms
     from sigmax_cli.exchange.feed import LiveFeed
@@ -422,6 +426,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                              strategy=options.strategy, params=params, symbols=list(plan.markets),
                              timeframe=s.timeframe, data_files=[], initial_equity=plan.account.quote_free)
             events = _Events(ledger, run_id, now_fn)
+            broker.emit = events  # an order whose fate the exchange cannot tell is reported as an event
 
             def journal(order: Any) -> None:  # write-ahead: in the ledger before the exchange sees it
                 reconciler.record_order(order)
@@ -443,6 +448,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 ledger.finish_run(run_id, "failed", {"error": f"start-up reconciliation failed: {cause}"})
                 raise
             broker.seed({plan.quote: capital, **{plan.markets[sym].base: p.qty for sym, p in carried.items()}})
+            reconciler.set_baseline()  # later account changes the run's fills do not explain are reported
             _set_initial_equity(ledger, run_id, initial_equity)
             since = _backfill_since(reconciler.last_bar_ms(s.timeframe), now_fn(), tf_ms, live.backfill_max_bars,
                                     events)
@@ -478,7 +484,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 _after_tick(engine, broker, metrics, redis_beat, events, state, bot_id, "running")
 
             engine = Engine(config=config, feed=_TickFeed(feed, on_tick), strategy=plan.strategy, broker=broker,
-                            guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher)
+                            guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher,
+                            alerts=alerts_from_settings(s))  # risk trips, kill switch ENGAGED/UNKNOWN
             events.engine = engine
             engine.on_ledger_wait = lambda: _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id,
                                                         "running")

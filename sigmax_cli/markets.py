@@ -179,8 +179,22 @@ class MarketRules:
 
     def amount_str(self, amount: float | Decimal) -> str:
         """``amount`` truncated to the market's amount precision, as a decimal string
-        (ccxt ``decimal_to_precision``, TRUNCATE); base units."""
-        return decimal_to_precision(amount, True, self._amount_precision, self.precision_mode)
+        (ccxt ``decimal_to_precision``, TRUNCATE); base units.
+
+        A float cannot hold every multiple of a step (above ~1e11 at a 5e-4 step, the grid
+        is finer than the float's own resolution): ``float("549755813888.6015")`` is
+        ``549755813888.6014...``, whose digits truncate a whole step lower. When ``amount``
+        is a float that is not the float of the truncated multiple but is exactly the float
+        nearest to the next one, it stands for that next multiple, which is returned: the only
+        reading under which truncating an amount already at precision gives it back.
+        """
+        text = decimal_to_precision(amount, True, self._amount_precision, self.precision_mode)
+        if isinstance(amount, float) and amount > 0:
+            down = Decimal(text)
+            up = down + self.amount_step_at(down or amount)
+            if float(down) != amount and float(up) == amount:
+                return str(up)
+        return text
 
     def amount_to_precision(self, amount: float | Decimal) -> float:
         """``amount`` truncated to the market's amount precision (base units).

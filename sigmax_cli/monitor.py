@@ -4,7 +4,10 @@ One row per bot in the ledger's ``heartbeats`` table: its heartbeat age, trading
 equity and P&L (from the heartbeat's detail, written by the engine every
 ``EngineConfig.heartbeat_s`` seconds), open orders (the ledger's ``orders`` table) and its
 newest events. A bot whose heartbeat is older than ``stale_after_s`` while it says
-``running`` is shown as ``stale`` (it may have died without saying so).
+``running`` is shown as ``stale`` (it may be stuck); one whose run is found gone (its process
+is gone on this host, or another host's bot has been silent for five heartbeat intervals:
+:mod:`sigmax_cli.ledger.liveness`) is marked and shown ``lost``, with the command that
+acknowledges it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class BotRow:
     mode: str
     host: str
     pid: int
-    status: str                  # running | stopped | stale
+    status: str                  # running | stopped | stale | lost
     heartbeat_age_s: float
     trading_state: str | None
     state_reason: str | None
@@ -42,12 +45,15 @@ class BotRow:
     open_orders: int
     events: list[dict[str, Any]] = field(default_factory=list)
     exits_blocked: dict[str, str] = field(default_factory=dict)  # symbol -> rejection (risk rule exit_blocked)
+    lost: str | None = None      # why its run was lost and how to acknowledge it (unacknowledged only)
 
 
 def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
             events_per_bot: int = 5) -> list[BotRow]:
-    """Every bot of ``ledger``, running ones first, newest heartbeat first."""
+    """Every bot of ``ledger``, running ones first, newest heartbeat first. Runs whose bot is
+    gone are marked ``lost`` first (:meth:`Ledger.mark_lost_runs`)."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    lost = {run.run_id: run.sentence() for run in ledger.mark_lost_runs(now_ms)}
     rows: list[BotRow] = []
     with ledger.engine.connect() as conn:
         beats = conn.execute(select(s.heartbeats).order_by(s.heartbeats.c.ts_ms.desc())).mappings().all()
@@ -55,6 +61,8 @@ def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float =
             detail = json.loads(beat["detail_json"]) if beat["detail_json"] else {}
             age_s = max(0.0, (now_ms - beat["ts_ms"]) / 1000)
             status = beat["status"]
+            if status == "running" and beat["run_id"] in lost:
+                status = "lost"  # judged lost but not written (another reader marked it first)
             if status == "running" and age_s > stale_after_s:
                 status = "stale"
             open_orders = 0
@@ -74,20 +82,44 @@ def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float =
                 status=status, heartbeat_age_s=round(age_s, 1), trading_state=detail.get("state"),
                 state_reason=detail.get("state_reason"), equity=equity, pnl=pnl,
                 pnl_pct=pnl / initial * 100 if pnl is not None else None, bar_ms=detail.get("bar_ms"),
-                open_orders=int(open_orders), events=events, exits_blocked=dict(detail.get("exits_blocked") or {})))
-    order = {"running": 0, "stale": 1, "stopped": 2}
+                open_orders=int(open_orders), events=events, exits_blocked=dict(detail.get("exits_blocked") or {}),
+                lost=lost.get(beat["run_id"] or "")))
+    order = {"running": 0, "stale": 1, "lost": 2, "stopped": 3}
     rows.sort(key=lambda r: (order.get(r.status, 3), r.heartbeat_age_s))
     return rows
 
 
-def to_dict(rows: list[BotRow]) -> dict[str, Any]:
-    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n}``."""
-    return {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
-            "stale": sum(r.status == "stale" for r in rows)}
+def killswitch_status(settings) -> Any:
+    """The kill switch as this host sees it (file, Redis within 1 s): a
+    :class:`~sigmax_cli.risk.killswitch.KillSwitchStatus`; never raises."""
+    from sigmax_cli.risk.killswitch import KillSwitch
+
+    return KillSwitch.from_settings(settings).status()
 
 
-def render(rows: list[BotRow]):
-    """A rich renderable: one table of bots and the newest events of the running ones."""
+def to_dict(rows: list[BotRow], killswitch: Any = None) -> dict[str, Any]:
+    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n, "lost": n, "killswitch": {...}}``
+    (``killswitch``: :meth:`KillSwitchStatus.to_dict`, when given)."""
+    doc = {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
+           "stale": sum(r.status == "stale" for r in rows), "lost": sum(r.status == "lost" for r in rows)}
+    if killswitch is not None:
+        doc["killswitch"] = killswitch.to_dict()
+    return doc
+
+
+def killswitch_line(status: Any) -> str:
+    """One rich-markup line: the kill switch's state and why (UNKNOWN names the store)."""
+    if status.engaged:
+        return f"kill switch: [bold red]ENGAGED[/] ({status.source}) by {status.by or 'unknown'}: {status.reason}"
+    if status.released:
+        return "kill switch: [green]RELEASED[/]"
+    return (f"kill switch: [bold magenta]UNKNOWN[/] ({status.unknown_reason}): bots halt and none may start "
+            "until it can be read")
+
+
+def render(rows: list[BotRow], killswitch: Any = None):
+    """A rich renderable: one table of bots (captioned with the kill switch's state when
+    ``killswitch`` is given) and the newest events of the running ones."""
     from datetime import UTC, datetime
 
     from rich.console import Group
@@ -96,7 +128,7 @@ def render(rows: list[BotRow]):
     table = Table(title="sigmax bots (read-only)", expand=True)
     for col in ("bot", "mode", "status", "heartbeat", "state", "equity", "P&L", "open orders", "bar (UTC)"):
         table.add_column(col, justify="right" if col in ("heartbeat", "equity", "P&L", "open orders") else "left")
-    colours = {"running": "green", "stale": "bold red", "stopped": "dim"}
+    colours = {"running": "green", "stale": "bold red", "lost": "yellow", "stopped": "dim"}
     states = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}
     for r in rows:
         pnl = f"{r.pnl:+,.2f} ({r.pnl_pct:+.2f}%)" if r.pnl is not None else "-"
@@ -115,6 +147,10 @@ def render(rows: list[BotRow]):
         if r.status != "stopped":
             for e in r.events:
                 events.add_row(r.bot_id, e["level"], e["kind"], e["message"])
+    captions = [killswitch_line(killswitch)] if killswitch is not None else []
     if not rows:
-        table.caption = "no bot has written to this ledger yet"
+        captions.append("no bot has written to this ledger yet")
+    captions.extend(r.lost for r in rows if r.lost)
+    if captions:
+        table.caption = "\n".join(captions)
     return Group(table, events) if events.row_count else table

@@ -177,10 +177,12 @@ def spill_dir(settings: Settings) -> Path:
 
 
 def refuse_if_killswitch_engaged(settings: Settings) -> None:
-    """A bot started while the kill switch is engaged refuses to trade.
+    """A bot started while the kill switch is engaged, or while its state is unknown,
+    refuses to trade (unknown is never released).
 
     Raises:
-        RiskBlocked: the switch is engaged (file or Redis), with who, when and why.
+        RiskBlocked: the switch is engaged (file or Redis), with who, when and why; or a
+            store cannot be read (Redis unreachable or hung, the flag file unreadable).
     """
     from sigmax_cli.risk.killswitch import KillSwitch
 
@@ -191,6 +193,11 @@ def refuse_if_killswitch_engaged(settings: Settings) -> None:
         raise RiskBlocked(
             f"the kill switch is engaged (since {since} by {status.by or 'unknown'}: {status.reason}), "
             "so no bot may trade", "release it with `sigmax panic --release --reason ...` once it is safe")
+    if not status.released:
+        raise RiskBlocked(
+            f"the kill switch state is unknown ({status.unknown_reason}), so no bot may start",
+            "bring Redis back or fix SIGMAX_REDIS_URL / the flag file's permissions, then check "
+            "`sigmax panic --status`")
 
 
 def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, end_ms):
@@ -323,6 +330,7 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
               "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end,
               "markets_file": str(plan.markets_file) if plan.markets_file else None}
+    from sigmax_cli.ledger.liveness import paper_interval_ms
     from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
 
     with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, \
@@ -331,6 +339,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
             run_id=plan.run_id, mode="paper", profile=s.profile, exchange=s.exchange,
             strategy=plan.options.strategy, params=params, symbols=list(plan.feed.symbols),
             timeframe=plan.feed.timeframe, data_files=plan.feed.data_files(), initial_equity=paper.balance,
+            heartbeat_interval_ms=paper_interval_ms(timeframe_to_ms(plan.feed.timeframe), plan.options.speed,
+                                                    replay=plan.options.data is not None),
         )
         for warning in plan.warnings:
             ledger.record_event(plan.run_id, now_ms(), "warning", "markets.default", warning)

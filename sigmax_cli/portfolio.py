@@ -69,7 +69,7 @@ class Portfolio:
         self.closed_trades = 0
         self.wins = 0
         self.losing_streak = 0
-        self.last_loss_ms: dict[str, int] = {}  # symbol -> close time of its last losing round trip
+        self.last_loss_ms: dict[str, int] = {}  # symbol -> bar close time its last losing round trip was seen
         self.other_fees: dict[str, float] = {}  # fees charged in neither base nor quote, per currency
 
     def _rules(self, symbol: str) -> MarketRules:
@@ -88,9 +88,18 @@ class Portfolio:
         """True when ``symbol``'s position (or ``qty``) is less than half a step from zero."""
         return self._rules(symbol).is_flat(self.position(symbol).exact if qty is None else qty)
 
-    def apply(self, fill: Fill) -> Position:
+    def apply(self, fill: Fill, bar_ms: int | None = None) -> Position:
         """Update the fill's symbol position; returns it. A sell closing the position ends a
-        round trip (``last_trade_pnl`` set, ``losing_streak`` updated)."""
+        round trip (``last_trade_pnl`` set, ``losing_streak`` updated).
+
+        Args:
+            fill: the execution.
+            bar_ms: the close time (UTC ms) of the bar at which the engine applies the fill.
+                A losing round trip is dated by it in ``last_loss_ms``, so that the
+                stop-out cooldown compares bar time with bar time: a live fill carries the
+                exchange's wall clock, which runs ahead of the bars a restarted bot is still
+                catching up on. ``None``: the fill's own time.
+        """
         pos = self.position(fill.symbol)
         rules = self._rules(fill.symbol)
         amount = to_decimal(fill.amount)
@@ -120,7 +129,7 @@ class Portfolio:
                 self.closed_trades += 1
                 self.losing_streak = self.losing_streak + 1 if pos._trade_pnl < 0 else 0
                 if pos._trade_pnl < 0:
-                    self.last_loss_ms[fill.symbol] = fill.ts_ms
+                    self.last_loss_ms[fill.symbol] = fill.ts_ms if bar_ms is None else bar_ms
                 else:
                     self.wins += 1
                 pos.opened_ms = None

@@ -30,7 +30,10 @@ there would otherwise be silently ignored) and ignored at the top level of the e
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -112,7 +115,7 @@ class RiskSettings(_Section):
 class PaperSettings(_Section):
     """The paper broker's account and fill model."""
 
-    balance: float = Field(10_000.0, gt=0, description="starting quote balance")
+    balance: float = Field(10_000.0, gt=0, allow_inf_nan=False, description="starting quote balance")
     maker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
     taker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
     slippage_bps: float = Field(5.0, ge=0, lt=10_000, description="basis points vs bar open")
@@ -403,6 +406,26 @@ class Settings(BaseModel):
                 raise ValueError(f"symbol {sym!r} must look like BASE/QUOTE, e.g. BTC/USDT")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        """``redis://``, ``rediss://`` or ``unix://``, and parseable by redis-py: a typo such as
+        ``redis//host`` would otherwise pass here and leave the kill switch on this host only."""
+        if value is None:
+            return value
+        url = value.get_secret_value().strip()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("SIGMAX_REDIS_URL must start with redis://, rediss:// or unix:// "
+                             "(e.g. redis://127.0.0.1:6379/0)")
+        from redis.connection import parse_url
+
+        try:
+            parse_url(url)
+        except ValueError as exc:  # its text never holds the password: a port, a db number, a query option
+            raise ValueError(f"redis-py cannot parse SIGMAX_REDIS_URL ({str(exc).rstrip('.')}); "
+                             "use redis://[:password@]host:port/db") from None
+        return SecretStr(url)
+
     @field_validator("timeframe")
     @classmethod
     def _timeframe_known(cls, value: str) -> str:
@@ -543,12 +566,87 @@ def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|PASSPHRASE|WEBHOOK", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:[^/@\s]+@", re.IGNORECASE)
+
+
+def _file_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def check_env_file(path: Path) -> os.stat_result:
+    """``stat`` of an env file named by the user, refusing what cannot be one.
+
+    Raises:
+        ConfigError: it does not exist, cannot be looked at, or is not a regular file (a
+            directory, ``/dev/zero``, a pipe or a socket, named as such).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"env file {path} does not exist",
+                          "create it from .env.testnet.example (chmod 600) or drop --env-file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read env file {path} ({exc.strerror})", "check the path and its permissions") \
+            from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"env file {path} is {_file_kind(info.st_mode)}, not a file of SIGMAX_* settings",
+                          "point --env-file at a dotenv file such as .env.testnet")
+    return info
+
+
+def read_env_file(path: Path) -> tuple[dict[str, str | None], list[str]]:
+    """The ``KEY=VALUE`` pairs of a dotenv file, and warnings about it.
+
+    Checked before anything is read: the path exists and is a regular file (a directory,
+    ``/dev/zero`` or a pipe is named as such; reading a device would never end). Every line
+    must parse (python-dotenv's grammar); the first that does not is named by its number,
+    never its text (it may hold a secret). A file that holds a secret value (a name like
+    ``*KEY*``, ``*SECRET*``, ``*PASSWORD*``, ``*TOKEN*``, ``*WEBHOOK*``, or a URL with a
+    password) and that group or others may read gives the warning "``PATH`` holds API keys and
+    is readable by group or others (mode 0644); chmod 600 ``PATH``".
+
+    Raises:
+        ConfigError: missing, not a regular file, unreadable, not UTF-8, or a line that is not
+            ``KEY=VALUE``.
+    """
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    path = Path(path)
+    info = check_env_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"env file {path} is not UTF-8 text", "save it as UTF-8 KEY=VALUE lines") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read env file {path} ({exc.strerror})", "check its permissions") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(f"env file {path} line {binding.original.line} is not a KEY=VALUE setting",
+                              "fix that line (quote values with spaces or #, e.g. KEY=\"a b\") or remove it")
+    values = {k.upper(): v for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    warnings = []
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077 and any(v and (_SECRET_NAME.search(k) or _URL_PASSWORD.match(v)) for k, v in values.items()):
+        warnings.append(f"{path} holds API keys and is readable by group or others (mode {mode:04o}); "
+                        f"chmod 600 {path}")
+    return values, warnings
+
+
 def load_settings(
     *,
     profile: str | None = None,
     home: Path | None = None,
     env_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> Settings:
     """Build the one settings object of this invocation.
 
@@ -558,20 +656,18 @@ def load_settings(
         env_file: a dotenv file of ``SIGMAX_*`` keys; must exist when given.
         overrides: command-line values, nested as the model (``{"paper": {"balance": 5}}``);
             ``None`` values are dropped so that unset options do not mask lower layers.
+        warnings: when given, warnings about the env file are appended to it (a file holding
+            keys that others may read, :func:`read_env_file`).
 
     Raises:
-        ConfigError: unknown profile, malformed TOML, missing env file, invalid value.
+        ConfigError: unknown profile, malformed TOML, invalid value; an env file that is
+            missing, not a regular file, unreadable or malformed.
     """
     file_values: dict[str, str | None] = {}
     if env_file is not None:
-        if not Path(env_file).is_file():
-            raise ConfigError(
-                f"env file {env_file} does not exist",
-                "create it from .env.testnet.example (chmod 600) or drop --env-file",
-            )
-        from dotenv import dotenv_values
-
-        file_values = {k.upper(): v for k, v in dotenv_values(env_file).items()}
+        file_values, file_warnings = read_env_file(Path(env_file))
+        if warnings is not None:
+            warnings.extend(file_warnings)
     environ = env_layer(os.environ, strict=False)
     from_file = env_layer(file_values, strict=True, source=f"env file {env_file}")
     profile_name = profile or environ.get("profile") or from_file.get("profile") or DEFAULT_PROFILE

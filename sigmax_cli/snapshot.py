@@ -59,6 +59,8 @@ class RiskRow:
     daily_loss_limit: float      # quote, positive number
     trading_state: str           # ACTIVE | REDUCING | HALTED
     state_reason: str | None
+    killswitch: str | None = None  # ENGAGED | RELEASED | UNKNOWN (None: not watched)
+    killswitch_detail: str = ""    # why UNKNOWN, or the engage's reason
     exits_blocked: tuple[str, ...] = ()  # symbols whose exits keep being rejected (risk rule exit_blocked)
 
 

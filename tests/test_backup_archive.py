@@ -24,7 +24,7 @@ from sigmax_cli.backup.archive import (
     seal,
 )
 from sigmax_cli.errors import ArchiveNotFound, ChecksumMismatch, IncompatibleArchive, SigmaxError
-from sigmax_cli.ledger.migrations import SCHEMA_VERSION
+from sigmax_cli.ledger.version import SCHEMA_VERSION
 from tests.conftest import FREQTRADE_1H, PG_ADMIN_URL
 
 # -- helpers shared by tests/test_backup_*.py ------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from sigmax_cli.ledger import Ledger
-from sigmax_cli.ledger.migrations import SCHEMA_VERSION
+from sigmax_cli.ledger.version import SCHEMA_VERSION
 from tests import test_backup_archive as support
 from tests.conftest import REDIS_URL
 from tests.test_backup_archive import (
@@ -119,7 +119,8 @@ def test_an_archive_resealed_in_place_differs_from_the_sha256_the_ledger_recorde
 def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill, tmp_path):
     home, archive = drill
     before = _state(home)
-    # what a newer sigmax writes: its ledger carries a schema version past ours
+    # what a newer sigmax writes: its ledger carries a schema version one past ours
+    future_version = SCHEMA_VERSION + 1
     with tarfile.open(archive) as tf:
         raw = zstandard.ZstdDecompressor().stream_reader(tf.extractfile("ledger/ledger.sqlite.zst")).read()
     db = tmp_path / "newer.db"
@@ -129,7 +130,7 @@ def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill,
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=DELETE")  # everything in the one file
     with conn:
-        conn.execute("INSERT INTO schema_version VALUES (?, 1, 'from the future')", (SCHEMA_VERSION + 1,))
+        conn.execute("INSERT INTO schema_version VALUES (?, 1, 'from the future')", (future_version,))
     counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'").fetchall()}
     conn.close()
@@ -139,15 +140,15 @@ def test_an_archive_of_a_newer_schema_is_refused_and_nothing_changes(cli, drill,
     def newer(m):
         m["members"][0]["counts"] = counts
         m["members"][0]["raw_size"] = len(raw)
-        m.update(ledger_schema_version=SCHEMA_VERSION + 1, sigmax_version="9.0.0")
+        m.update(ledger_schema_version=future_version, sigmax_version="9.0.0")
 
     future = repack(archive, tmp_path / "future.tar", edit=newer, replace={"ledger/ledger.sqlite.zst": packed})
-    refused(cli("restore", future), 69, f"schema version {SCHEMA_VERSION + 1}", "upgrade sigmax")
+    refused(cli("restore", future), 69, f"schema version {future_version}", "upgrade sigmax")
     refused(cli("backup", "verify", future), 69)
     # even when the manifest does not say so, the ledger inside does
     quiet = repack(archive, tmp_path / "quiet.tar", replace={"ledger/ledger.sqlite.zst": packed},
                    edit=lambda m: m["members"][0].update(counts=counts, raw_size=len(raw)))
-    refused(cli("restore", quiet), 69, f"schema version {SCHEMA_VERSION + 1}")
+    refused(cli("restore", quiet), 69, f"schema version {future_version}")
     assert _state(home) == before
 
 
@@ -349,3 +350,59 @@ def test_a_profile_holding_a_secret_stops_the_backup(cli, tmp_path):
     before = _state(home)
     refused(cli("backup"), 2, "leaky.toml", "api_key")
     assert _state(home) == before
+
+
+def test_a_restore_killed_half_way_leaves_a_scratch_copy_that_the_next_backup_removes(cli, tmp_path):
+    paper_run(cli)
+    home = tmp_path / "home"
+    models = home / "models"
+    models.mkdir()
+    for i in range(2):  # incompressible, so that extracting takes a while: time to kill it
+        (models / f"policy-{i}.zip").write_bytes(os.urandom(48 << 20))
+    run_json(cli, "backup")
+    engage_kill_switch(home)
+    env = {**os.environ, "SIGMAX_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "commands.app", "restore", "--latest", "--force"], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60  # bounded wait for the scratch copy
+    while time.monotonic() < deadline and proc.poll() is None:
+        scratch = [p for p in home.glob(".sigmax-restore-*") if any(p.rglob("*"))]
+        if scratch:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait(timeout=30) == -signal.SIGKILL, "the restore finished before it could be killed"
+    (left,) = home.glob(".sigmax-restore-*")
+    assert left.name.split("-")[3] == str(proc.pid)  # the owner is in the name
+    run_json(cli, "backup", "--include", "ledger")  # the next backup, under the lock, cleans up
+    assert not left.exists()
+
+
+def test_only_scratch_copies_whose_owner_is_gone_are_removed(cli, tmp_path):
+    from sigmax_cli.backup.verify import clean_stale_scratch
+    from sigmax_cli.ledger.liveness import host_tag
+
+    home = tmp_path / "home"
+    home.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)
+    here = host_tag()
+    elsewhere = "0" * 8 if here != "0" * 8 else "1" * 8
+    paths = {
+        "dead owner": home / f".sigmax-restore-{here}-{gone.pid}-k1x2",
+        "running owner": home / f".sigmax-restore-{here}-{os.getpid()}-a7b8",
+        "another host": home / f".sigmax-restore-{elsewhere}-{gone.pid}-c3d4",
+        "old, no owner": home / ".sigmax-restore-q9w8e7r6",
+        "recent, no owner": home / ".sigmax-restore-z1x2c3v4",
+    }
+    for path in paths.values():
+        (path / "ledger").mkdir(parents=True)
+        (path / "ledger" / "00000").write_bytes(b"x" * 1024)
+    old = time.time() - 2 * 86_400
+    os.utime(paths["old, no owner"], (old, old))
+    install_copy = home / f".ledger.db.restore-{gone.pid}"
+    install_copy.write_bytes(b"half a ledger")
+    removed = clean_stale_scratch(home)
+    assert sorted(removed) == sorted([paths["dead owner"], paths["old, no owner"], install_copy])
+    assert [name for name, path in paths.items() if path.exists()] == ["running owner", "another host",
+                                                                         "recent, no owner"]

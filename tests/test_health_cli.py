@@ -272,7 +272,7 @@ def test_a_killed_run_leaves_no_stale_lock(home):
     holder.wait(timeout=10)
     holder.stdout.close()
     with RunLock(home) as lock:
-        assert lock.note is None
+        assert lock.error is None and lock.locked
 
 
 def test_unusable_home_is_critical_and_runs_unlocked(cli, tmp_path):
@@ -281,7 +281,58 @@ def test_unusable_home_is_critical_and_runs_unlocked(cli, tmp_path):
     result = cli("health", "--check", "system,killswitch", env={"SIGMAX_HOME": str(not_a_dir)})
     assert result.exit_code == 2
     assert result.stdout.startswith(f"SIGMAX CRITICAL - system: SIGMAX_HOME {not_a_dir} is not a directory")
-    assert f"note: ran without the overlap lock: cannot create {not_a_dir}/health.lock" in result.stdout
+    assert (f"[CRITICAL] health:lock - cannot create the overlap lock {not_a_dir}/health.lock (Not a directory); "
+            "ran without it") in result.stdout
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.parametrize("disk", ["tmpfs", "rlimit"])
+def test_a_full_disk_is_critical_and_names_the_files_health_could_not_write(tmp_path, disk):
+    """The disk is really full in the ``tmpfs`` case: SIGMAX_HOME is a 256 KiB tmpfs filled to
+    the last block, mounted in a private user and mount namespace (``unshare -rm``, which needs
+    no root), so ``write(2)`` fails with ENOSPC exactly as on a full disk. Where user
+    namespaces are not allowed that case is skipped and the ``rlimit`` case stands in for it:
+    ``RLIMIT_FSIZE`` = 0 in the child makes every write to a file fail (EFBIG; Python ignores
+    SIGXFSZ), on the same code paths, with the real file system."""
+    home = tmp_path / "home"
+    home.mkdir()
+    prom = home / "sigmax.prom"
+    argv = [sys.executable, "-m", "commands.app", "--home", str(home), "health", "--check", "system,killswitch",
+            "--prometheus", str(prom)]
+    env = {**os.environ, **HOST_UNGRADED, "PYTHONDONTWRITEBYTECODE": "1"}
+    if disk == "tmpfs":
+        if not _unshare_works():
+            pytest.skip("user namespaces are not allowed here (unshare -rm); the rlimit case covers the code")
+        script = (f'mount -t tmpfs -o size=256k tmpfs "{home}" && '
+                  f'(dd if=/dev/zero of="{home}/filler" bs=4096 2>/dev/null; true) && exec "$@"')
+        out = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", *argv], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120)
+        reason = "No space left on device"
+    else:
+        import resource
+
+        prom.write_text("# the previous textfile\n")
+
+        def no_file_growth() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+        out = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                             preexec_fn=no_file_growth)
+        reason = "File too large"
+        assert prom.read_text() == "# the previous textfile\n"  # untouched, and no temporary file beside it
+        assert sorted(p.name for p in home.iterdir()) == ["health.lock", "sigmax.prom"]
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    assert out.stdout.startswith("SIGMAX CRITICAL - health: cannot write the overlap lock")
+    assert f"[CRITICAL] health:lock - cannot write the overlap lock {home}/health.lock ({reason})" in out.stdout
+    assert (f"[CRITICAL] health:textfile - cannot write the Prometheus textfile {prom} ({reason}); node_exporter "
+            "still serves the previous one") in out.stdout
 
 
 # -- watch, start-up -----------------------------------------------------------------------

@@ -234,11 +234,16 @@ def test_prometheus_text_parses_in_base_units():
     assert "sigmax_health_system_home" not in families  # a yes/no is not a gauge value; its state is
 
 
-def test_write_prometheus_failure_leaves_nothing(tmp_path):
+def test_write_prometheus_failure_leaves_nothing_and_is_a_critical_result(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match="cannot write"):
-        formats.write_prometheus(_report(), blocker / "sigmax.prom")
+    report = _report()
+    assert formats.write_prometheus(report, blocker / "sigmax.prom") is False
+    failure = report.results[-1]
+    assert (failure.key, failure.status) == ("health:textfile", Status.CRITICAL)
+    assert failure.message == (f"cannot write the Prometheus textfile {blocker}/sigmax.prom (Not a directory); "
+                               "node_exporter still serves the previous one")
+    assert report.status is Status.CRITICAL
     with pytest.raises(ConfigError, match="does not exist"):
         formats.check_prometheus_target(tmp_path / "missing" / "sigmax.prom")
     with pytest.raises(ConfigError, match="is a directory"):

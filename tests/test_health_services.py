@@ -74,9 +74,10 @@ def test_redis_ok_then_stopped_is_critical(start_redis, ledger_url, cli, redis_p
     result = cli("health", "--check", "redis,killswitch", env=env)
     assert result.exit_code == 2
     first = result.stdout.splitlines()[0]
-    assert first.startswith(f"SIGMAX CRITICAL - redis: connection refused at {url}; killswitch: released in what "
-                            "could be read, but redis:")
-    assert "[WARNING] killswitch:engaged" in result.stdout  # a remote engage could not be seen
+    assert first.startswith(f"SIGMAX CRITICAL - redis: connection refused at {url}; killswitch: state UNKNOWN "
+                            "(redis: ")
+    assert "bots halt and none may start until it can be read" in first
+    assert "[CRITICAL] killswitch:engaged" in result.stdout  # a remote engage could not be seen: fail closed
     assert result.stderr == ""
 
 

@@ -81,5 +81,6 @@ def test_sigkill_while_an_order_is_in_flight_then_restart(data_dir, btc, tmp_pat
     for o in account.orders.values():
         assert orders[o["clientOrderId"]] == (STATUS[o["status"]], o["executed"])
     assert trades == Counter(str(t["id"]) for t in account.trades)
-    assert sorted(runs.values()) == ["completed", "failed"]
+    assert sorted(runs.values()) == ["completed", "lost"]  # the SIGKILLed run: lost, its orders resumed
     assert "reconcile.resolved" in kinds and "reconcile.dead_run" in kinds
+    assert "reconcile.discrepancy" not in kinds and start["discrepancies"] == []  # ledger and exchange agree

@@ -169,6 +169,9 @@ def test_soak_500_ticks_with_faults_ledger_equals_exchange_and_no_duplicate(worl
     assert account.balances["USDT"][0] + account.balances["USDT"][1] == pytest.approx(10_000.0 + usdt, abs=1e-6)
     assert account.balances["BTC"][0] + account.balances["BTC"][1] == pytest.approx(btc_qty, abs=1e-9)
     assert result.summary.final_equity == pytest.approx(summary.final_equity)
+    # the ledger equals the exchange: the two-way reconciliation (every 25 ticks) saw no difference
+    events = ledger_rows(url, "events")
+    assert [e["message"] for e in events if e["kind"] == "reconcile.discrepancy"] == []
 
 
 def test_api_error_burst_pauses_trading_then_it_resumes(world, tmp_path):
@@ -261,6 +264,10 @@ def test_metrics_are_served_and_heartbeats_reach_redis(world, tmp_path, redis_pr
 
 
 def test_kill_switch_engaged_mid_run_halts_and_cancels_the_open_order(world, tmp_path):
+    """No timing in here: the switch is engaged from inside the feed's third wait (the fake
+    clock's sleep, in the engine's own thread), and the engine reads the switch before every
+    step (a stat of the local flag, no wall-time throttle), so the very next bar is HALTED.
+    The run then ticks on to --max-ticks and must end ``halted``, not ``completed``."""
     from sigmax_cli.risk.killswitch import KillSwitch
     from tests.support.binance_orders import connect
 
@@ -277,11 +284,15 @@ def test_kill_switch_engaged_mid_run_halts_and_cancels_the_open_order(world, tmp
 
     clock.on_sleep = engage
     result = run(s, clock, 8)
-    assert result.summary.trading_state == "HALTED"
+    assert polls["n"] >= 3  # the engage did happen mid-run
+    assert result.summary.trading_state == "HALTED" and result.summary.status == "halted"
     assert [o["status"] for o in account.orders.values() if o["clientOrderId"] == "manual-order-9"] == ["CANCELED"]
     assert not [r for r in emu.log if r.method == "POST"]  # nothing placed after the engage
     rows = {r["client_order_id"]: r["status"] for r in ledger_rows(s.ledger_url, "orders")}
     assert rows["manual-order-9"] == "cancelled"
+    assert [r["status"] for r in ledger_rows(s.ledger_url, "runs")] == ["halted"]
+    assert [e["kind"] for e in ledger_rows(s.ledger_url, "events", "where kind like 'risk.kill%'")] == \
+        ["risk.kill_switch"]
 
 
 def test_live_dashboard_shows_the_exchange_beside_the_paper_panels():
@@ -302,3 +313,25 @@ def test_live_dashboard_shows_the_exchange_beside_the_paper_panels():
     assert "latency p50 8 ms p99 95 ms  errors 2 (temporary 2)" in text
     for panel in ("Market", "Positions", "Open orders", "Risk", "Recent fills", "Events"):
         assert panel in text
+
+
+def test_an_order_whose_fate_the_exchange_cannot_tell_blocks_its_symbol_and_is_recorded(world, tmp_path):
+    """The first buy's request is lost, and every lookup of it fails until the exchange can
+    be asked again: the run records a critical order.unknown event, sends nothing else for
+    BTC/USDT meanwhile, and once a lookup past the deadline finds nothing, records the order
+    as never placed and trades on."""
+    emu, account, clock = world
+    s = settings(tmp_path, emu, live={"retry_attempts": 2})
+    emu.inject("/api/v3/order", Fault.dropped(), *(Fault(status=503) for _ in range(4)))
+    result = run(s, clock, 12)
+    events = ledger_rows(s.ledger_url, "events", f"where run_id = '{result.run_id}'")
+    unknown = [e for e in events if e["kind"] == "order.unknown"]
+    assert len(unknown) == 1 and unknown[0]["level"] == "critical" and "cannot tell" in unknown[0]["message"]
+    posts = [r for r in emu.log if r.method == "POST" and r.path == "/api/v3/order"]
+    first = posts[0].params["newClientOrderId"]
+    assert sum(1 for r in posts if r.params.get("newClientOrderId") == first) == 1  # never re-sent
+    orders = {r["client_order_id"]: r for r in ledger_rows(s.ledger_url, "orders")}
+    assert orders[first]["status"] == "rejected" and orders[first]["reason"] == "never reached the exchange"
+    assert account.by_client_id(first) == [] and len(account.orders) > 0  # it did not exist; trading went on
+    later = [r for r in orders.values() if r["client_order_id"] != first]
+    assert later and min(r["created_ms"] for r in later) >= orders[first]["updated_ms"]  # blocked until settled

@@ -21,7 +21,7 @@ def test_monitor_sees_a_running_bot_then_its_halt_then_its_stop(cli, tmp_path):
     env = {**os.environ, "SIGMAX_HOME": str(home)}
     bot = subprocess.Popen(
         [sys.executable, "-m", "commands.app", "paper", "--data", str(FREQTRADE_1H), "--symbols", "BTC/USDT",
-         "--timeframe", "1h", "--speed", "360000", "--no-tui", "--run-id", "watched"],
+         "--timeframe", "1h", "--speed", "36000", "--no-tui", "--run-id", "watched"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 30

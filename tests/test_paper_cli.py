@@ -166,7 +166,7 @@ def test_ctrl_c_leaves_a_consistent_ledger_and_the_run_interrupted(tmp_path):
      "bars to trade"),
     (["--data", FREQTRADE_1H, "--symbols", "BTC/USDT,FOO/USDT"], "no 1h candles for FOO/USDT"),
     (["--data", FREQTRADE_1H, "--start", "2021-06-01", "--end", "2021-05-01"], "is not before --end"),
-    (["--data", FREQTRADE_1H, "--balance", "0"], "--balance must be greater than 0"),
+    (["--data", FREQTRADE_1H, "--balance", "0"], "--balance 0 is not a starting balance"),
     (["--data", FREQTRADE_1H, "--strategy", "magic"], "unknown strategy 'magic'"),
     (["--data", FREQTRADE_1H, "--start", "yesterday"], "is not a date"),
     (["--data", "{corrupt}"], "corrupt"),

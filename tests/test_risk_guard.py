@@ -156,3 +156,92 @@ def test_stale_data_and_sentiment_resume_when_their_condition_clears():
     (calmer,) = guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=-0.2))
     assert calmer.rule == "extreme_sentiment" and guard.state is TradingState.ACTIVE
     assert guard.evaluate(RiskView(10_000, 10_000, 10_000, T0, sentiment=None)) == []
+
+
+class _FlipOnce:
+    """Buys, sells the bar after, then wants to buy again: one losing round trip (the fee
+    below makes it lose) followed by a re-entry attempt on every later bar."""
+
+    name = "flip-once"
+    warmup = 1
+
+    def features(self, candles):
+        return {}
+
+    def on_bar(self, bar, position):
+        from sigmax_cli.strategies.base import Signal
+
+        return Signal(0.0, "exit") if position.qty > 0 else Signal(1.0, "entry")
+
+    def params(self):
+        return {"name": self.name}
+
+
+class _WallClockFills:
+    """The paper broker, with every fill stamped ``ahead_ms`` after its bar, as the live
+    broker stamps fills with the exchange's clock while a restarted bot still replays the
+    bars it missed (no exchange is needed to reproduce the clash of the two clocks)."""
+
+    def __init__(self, inner, ahead_ms: int) -> None:
+        self._inner, self.ahead_ms = inner, ahead_ms
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def on_bar(self, bar):
+        from dataclasses import replace
+
+        update = self._inner.on_bar(bar)
+        update.fills[:] = [replace(f, ts_ms=bar.ts_ms + self.ahead_ms) for f in update.fills]
+        return update
+
+
+def _catch_up_run(tmp_path, cooldown_minutes: int):
+    import threading
+
+    from sigmax_cli.brokers.paper import PaperBroker
+    from sigmax_cli.data.candles import load_candles
+    from sigmax_cli.engine import Engine, EngineConfig
+    from sigmax_cli.feeds import ReplayFeed
+    from sigmax_cli.ledger import Ledger
+    from tests.conftest import FREQTRADE_1H
+
+    candles = load_candles(FREQTRADE_1H / "BTC_USDT-1h.json")
+    candles = candles.slice(int(candles.ts[100]), int(candles.ts[108]))
+    strategy = _FlipOnce()
+    feed = ReplayFeed({"BTC/USDT": candles}, strategy.features)
+    broker = _WallClockFills(PaperBroker({"USDT": 10_000.0}, taker_fee=0.05, maker_fee=0.05), ahead_ms=50 * 3_600_000)
+    config = EngineConfig(run_id=f"cool{cooldown_minutes}", mode="paper", profile="p", quote="USDT",
+                          initial_equity=10_000.0, position_fraction=0.2, max_order_notional=5_000,
+                          max_position_notional=5_000, taker_fee=0.05, slippage_bps=5, daily_loss_limit_pct=90)
+    guard = full_guard(cooldown_minutes=cooldown_minutes, daily_loss_limit_pct=90, weekly_loss_limit_pct=90,
+                       max_drawdown_pct=90, max_consecutive_losses=100, max_order_notional=5_000,
+                       max_position_notional=5_000, max_total_notional=5_000, max_slippage_bps=10_000,
+                       stale_data_bars=1_000, min_sentiment=-1.0)
+    with Ledger(f"sqlite:///{tmp_path / f'c{cooldown_minutes}.db'}") as ledger:
+        ledger.start_run(run_id=config.run_id, mode="paper", profile="p", exchange="binance", strategy="flip-once",
+                         params={}, symbols=["BTC/USDT"], timeframe="1h", data_files=[], initial_equity=10_000.0)
+        Engine(config=config, feed=feed, strategy=strategy, broker=broker, guard=guard, ledger=ledger).run(
+            threading.Event())
+        events = ledger.rows("events", config.run_id, order_by=("id",))
+        orders = ledger.rows("orders", config.run_id, order_by=("created_ms",))
+    return orders, [e for e in events if e["kind"] == "risk.denied.stop_out_cooldown"]
+
+
+def test_a_cooldown_of_zero_never_blocks_even_when_fills_are_stamped_after_the_bar(tmp_path):
+    orders, denied = _catch_up_run(tmp_path, 0)
+    assert denied == []
+    sides = [o["side"] for o in orders]
+    assert sides[:3] == ["buy", "sell", "buy"]  # re-entered on the bar the losing exit filled
+
+
+def test_the_cooldown_counts_bar_time_from_the_bar_the_stop_out_was_booked(tmp_path):
+    orders, denied = _catch_up_run(tmp_path, 60)
+    # the losing exit is booked at a bar close; the re-entry on that same bar is refused after
+    # 0 min of bar time, the one a bar (60 min) later goes through, although the fill's own
+    # (exchange clock) time is 50 h after both bars
+    reasons = {e["message"].split(": ", 1)[1] for e in denied}
+    assert denied and reasons == {"BTC/USDT stopped out 0 min ago; cooldown 60 min"}
+    sides = [o["side"] for o in orders]
+    assert sides[:3] == ["buy", "sell", "buy"]
+    assert orders[2]["created_ms"] - orders[1]["created_ms"] == 2 * 3_600_000  # the sell fills one bar later

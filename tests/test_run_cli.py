@@ -203,3 +203,29 @@ def test_bad_input_is_one_sentence_and_no_order(cli, world, tmp_path, setup, cod
         assert not (tmp_path / "home" / "ledger.db").exists()
     else:
         nothing_happened(tmp_path, emu)
+
+
+def test_run_halted_by_the_kill_switch_ticks_on_and_ends_halted_with_exit_3(cli, world, tmp_path):
+    """The emulator engages the kill switch while it answers the 12th klines request (so the
+    engage lands at a known tick, in the bot's own request/answer order, without racing it);
+    the bot halts, ticks on to --max-ticks, and must end ``halted`` with exit 3."""
+    emu, account, clock = world
+    keys_file(tmp_path)
+    served = {"n": 0}
+
+    def klines(req):
+        served["n"] += 1
+        if served["n"] == 12:
+            KillSwitch(tmp_path / "home").engage("halt drill", "ops@test")
+        return emu._klines(req)
+
+    emu.route("GET", "/api/v3/klines", klines)
+    clock.rearm()
+    result = cli("--profile", profile(tmp_path), "run", "--max-ticks", "24", "--json",
+                 env={"SIGMAX_EXCHANGE_API_URL": emu.url})
+    assert result.exit_code == 3, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "halted" and summary["ticks"] == 24 and summary["trading_state"] == "HALTED"
+    assert result.stderr.splitlines()[-1].startswith(f"error: run {summary['run_id']} ended HALTED by the kill switch")
+    with sqlite3.connect(tmp_path / "home" / "ledger.db") as conn:
+        assert conn.execute("select status from runs").fetchone()[0] == "halted"

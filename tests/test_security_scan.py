@@ -253,3 +253,36 @@ def test_live_settings_without_cap_are_found(cli, tmp_path):
     capped = cli("security-scan", tmp_path / "empty", "--json", "--skip", "pip-audit,bandit,secrets",
                  env={"SIGMAX_ENV": "live", "SIGMAX_RISK__MAX_CAPITAL": "500"})
     assert "config/live-without-max-capital" not in by_id(json.loads(capped.stdout))
+
+
+def test_a_package_the_service_fails_on_is_itemised_and_the_rest_still_audited(cli, tmp_path, osv):
+    """The OSV fake answers 500 for one package, as the real service does when it breaks on
+    one: pip-audit aborts its whole run on it (ServiceError, no JSON)."""
+    project = tmp_path / "deps"
+    project.mkdir()
+    (project / "requirements.txt").write_text("# pinned\npyyaml==5.3.1\nrequests==2.31.0\nidna==3.6\nsix==1.16.0\n")
+    osv.failing = {"requests"}
+    result = cli("security-scan", project, "--json", "--skip", "bandit,secrets,config", "--osv-url", osv.query_url)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1 and doc["summary"]["failed"] == [], result.stdout
+    found = by_id(doc)
+    assert [(f["severity"], f["path"], f["line"]) for f in found["pip-audit/GHSA-8q59-q68h-6hv4"]] == [
+        ("critical", "requirements.txt", 2)]  # the others were audited
+    (failed,) = found["pip-audit/not-audited"]
+    assert (failed["severity"], failed["path"], failed["line"]) == ("medium", "requirements.txt", 3)
+    assert failed["message"].startswith(f"requests 2.31.0 could not be audited: pip-audit failed on it against OSV at "
+                                        f"{osv.query_url} (500 Server Error")
+    queried = {body["package"]["name"] for method, _path, body in osv.log if method == "POST"}
+    assert queried == {"pyyaml", "requests", "idna", "six"}
+    pip_audit = next(s for s in doc["scanners"] if s["name"] == "pip-audit")
+    assert any("pip-audit failed on 1 package(s)" in note for note in pip_audit["notes"])
+
+
+def test_when_the_service_fails_on_every_package_the_audit_fails(cli, tmp_path, osv):
+    project = tmp_path / "deps"
+    project.mkdir()
+    (project / "requirements.txt").write_text("requests==2.31.0\nidna==3.6\n")
+    osv.failing = {"requests", "idna"}
+    result = cli("security-scan", project, "--json", "--skip", "bandit,secrets,config", "--osv-url", osv.query_url)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 2 and doc["summary"]["failed"] == ["pip-audit"]

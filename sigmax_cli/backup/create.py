@@ -100,6 +100,9 @@ def create_backup(settings: Any, *, tag: str | None = None, out_dir: Path | None
     ledger_url = settings.ledger_url if "ledger" in kinds else None
     with nullcontext() if locked else BackupLock(settings.home, "backup", ledger_url):
         clean_stale(directory)
+        from sigmax_cli.backup.verify import clean_stale_scratch
+
+        clean_stale_scratch(settings.home)  # extracted archives of verifies/restores killed half-way
         created = int(time.time() * 1000)
         while (directory / archive_name(created, tag)).exists():
             created += 1

@@ -115,7 +115,7 @@ def restore(settings: Any, archive: Path | None = None, *, latest: bool = False,
     from sigmax_cli.backup.catalog import latest as latest_archive
     from sigmax_cli.backup.catalog import recorded
     from sigmax_cli.backup.lock import BackupLock
-    from sigmax_cli.backup.verify import opened
+    from sigmax_cli.backup.verify import clean_stale_scratch, opened
 
     if (archive is None) == (not latest):
         raise ConfigError("name one archive or pass --latest" if archive is None else
@@ -123,6 +123,7 @@ def restore(settings: Any, archive: Path | None = None, *, latest: bool = False,
     if archive is not None and not Path(archive).is_file():
         raise ArchiveNotFound(f"there is no archive at {archive}", "list the archives with `sigmax backup list`")
     with BackupLock(settings.home, "restore", settings.ledger_url if only is None or "ledger" in only else None):
+        clean_stale_scratch(settings.home)  # what a restore killed half-way left (kill -9, power cut)
         path = Path(archive) if archive is not None else latest_archive(settings, directory)
         with opened(settings, path, kinds=only, observer=observer) as arc:
             kinds = [k for k in arc.index.kinds if only is None or k in only]

@@ -16,6 +16,8 @@ Checks, in order (each refusal is one sentence; see :mod:`sigmax_cli.backup.arch
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +30,60 @@ from typing import Any
 from sigmax_cli.backup.archive import ArchiveIndex, extract, hash_members, read_index
 from sigmax_cli.backup.members import Files, member_for
 from sigmax_cli.errors import ChecksumMismatch
+
+SCRATCH_PREFIX = ".sigmax-restore-"
+"""Scratch directories in ``SIGMAX_HOME`` where a verify or restore extracts an archive:
+``.sigmax-restore-<host tag, 8 hex>-<pid>-<random>``, so that a later run can tell whose it is."""
+_SCRATCH_RE = re.compile(r"^\.sigmax-restore-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?")
+_INSTALL_RE = re.compile(r"^\..+\.restore-(?P<pid>\d+)$")  # members.install_file's temporary copy
+UNOWNED_STALE_S = 86_400.0
+"""A scratch directory without an owner in its name (written by an older sigmax) is removed
+once it is a day old: no verify or restore takes that long."""
+
+
+def _scratch_prefix() -> str:
+    from sigmax_cli.ledger.liveness import host_tag
+
+    return f"{SCRATCH_PREFIX}{host_tag()}-{os.getpid()}-"
+
+
+def clean_stale_scratch(home: Path, now_s: float | None = None) -> list[Path]:
+    """Remove what killed verifies and restores left in ``home``: ``.sigmax-restore-*``
+    scratch directories (extracted archives, as large as the ledger) and ``.NAME.restore-PID``
+    copies of a file being installed. Only those whose owner is gone are removed: the pid in
+    the name is not running on this host (a scratch directory of another host is kept); one
+    without an owner in its name, once a day old. Returns the paths removed.
+
+    Call it while holding the backup lock (at the start of a backup or restore): no restore of
+    this home runs then, and a verify running meanwhile owns a live pid.
+    """
+    from sigmax_cli.ledger.liveness import host_tag, process_alive
+
+    home = Path(home)
+    if not home.is_dir():
+        return []
+    now = time.time() if now_s is None else now_s
+    here = host_tag()
+    removed: list[Path] = []
+    for entry in home.iterdir():
+        name = entry.name
+        scratch = _SCRATCH_RE.match(name) if entry.is_dir() and not entry.is_symlink() else None
+        install = _INSTALL_RE.match(name) if not scratch and entry.is_file() else None
+        if scratch:
+            if scratch["pid"] is not None:
+                stale = scratch["host"] == here and not process_alive(int(scratch["pid"]))
+            else:
+                try:
+                    stale = now - entry.stat().st_mtime > UNOWNED_STALE_S
+                except OSError:
+                    stale = False
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+        elif install and not process_alive(int(install["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 @dataclass
@@ -69,7 +125,7 @@ def opened(settings: Any, path: Path, *, kinds: list[str] | None = None, deep: b
                                "do not restore from it; use another backup (`sigmax backup list`)")
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".sigmax-restore-", dir=home))
+    scratch = Path(tempfile.mkdtemp(prefix=_scratch_prefix(), dir=home))
     try:
         result = Opened(index, sha, {})
         for kind in index.kinds:

@@ -9,14 +9,24 @@ this module never imports ccxt.
 Orders. Amounts and prices are put to the market's precision and checked against its
 minimums (:class:`~sigmax_cli.markets.MarketRules`) before anything is sent. Each order
 carries the engine's client order id (``sx-...``). Submitting is not idempotent, so a send
-whose outcome is unknown (timeout, dropped connection, 5xx) is never blindly repeated: the
-order is first looked up by its client order id; only when the exchange says it does not
-exist, and the ``recvWindow`` of the lost request has passed (after which the exchange
-refuses it, Binance's own guarantee), is it sent again, with the same client order id, at
-most ``submit_attempts`` times. A 429/418 answer means the request was refused unprocessed:
-the order is resent after ``Retry-After``. "Duplicate order sent" means an earlier send
-landed: the order is looked up. An order whose fate stays unknown is kept as ``new`` and
-resolved by the next poll or reconciliation.
+whose outcome is unknown (timeout, dropped connection, 5xx) is never blindly repeated. The
+lost request can still be accepted until the exchange's clock passes its signed
+``timestamp`` plus its ``recvWindow`` (Binance's guarantee), so the broker computes that
+acceptance deadline on the local wall clock from the request's own timestamp and
+recvWindow as ccxt signed them (read back from the signed request), plus the known clock
+offset when the local clock is ahead of the exchange's, plus a tolerance
+(``accept_tolerance_ms``, default 1000 ms: Binance refuses timestamps 1000 ms or more
+ahead of its clock, so even an unmeasured offset it accepts is covered). It looks the order
+up by client order id at once (a lost answer of an accepted order) and, when not there,
+waits out the deadline and looks again; only when the exchange then says it does not exist
+is it sent again, with the same client order id, at most ``submit_attempts`` times. When
+the exchange cannot say (the lookup fails), nothing is sent: the order is kept as ``new``
+(its symbol blocked: the engine makes no decision for a symbol with an active order),
+a critical ``order.unknown`` event is emitted, and later polls look it up again; it is
+recorded ``rejected`` ("never reached the exchange") only once a lookup after its deadline
+finds nothing. A 429/418 answer means the request was refused unprocessed: the order is
+resent after ``Retry-After``. "Duplicate order sent" means an earlier send landed: the
+order is looked up.
 
 State machine: ccxt statuses map onto :data:`~sigmax_cli.brokers.base.ACTIVE_STATUSES` and
 the final ones (``open`` with a fill -> ``partially_filled``, ``closed`` -> ``filled``,
@@ -24,11 +34,18 @@ the final ones (``open`` with a fill -> ``partially_filled``, ``closed`` -> ``fi
 trades (the FULL order response, then ``fetch_my_trades`` by order id), each trade once by
 its id.
 
-Fees: a trade's commission is booked once, in the currency the exchange charged it
+Fees are booked once, in the currency the exchange charged them
 (:class:`~sigmax_cli.brokers.base.Fill` ``fee`` / ``fee_currency``, as ccxt's trade
 ``fee``); the fill's ``amount`` is the traded amount. In the book: a quote commission comes
 out of the quote; a base commission out of the base (a buy receives ``amount - fee``, a sell
-gives up ``amount + fee``); a third asset's (BNB) touches neither.
+gives up ``amount + fee``), never out of the quote as well; a third asset's (BNB) out of that
+asset's own entry (the book moves exactly as the account does). An order's ``fee`` is the
+quote value of its fills' fees (a third asset's count 0).
+
+Quantities are compared in the market's steps (:meth:`MarketRules.same_amount`,
+:meth:`~MarketRules.covers`, :meth:`~MarketRules.is_flat`), never with an absolute epsilon:
+the trades of an order are summed as exact step counts (Decimal), and an order is fully
+reported when they cover its executed quantity within half a step.
 
 Book. The broker trades a sub-account of the exchange account: ``total(quote)`` is the
 capital it was given (:meth:`seed`: at most ``risk.max_capital``), moved by its own fills;
@@ -54,7 +71,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 from sigmax_cli.brokers.base import (
     MARKET_BUY_BUFFER_DEFAULT,
@@ -85,10 +104,14 @@ log = get_logger(__name__)
 
 CLIENT_ID_PREFIX = "sx-"
 """Client order ids the engine generates start with this: reconciliation knows them as ours."""
-_EPS = 1e-9
+_ZERO = Decimal(0)
 _CCXT_STATUS = {"canceled": "cancelled", "cancelled": "cancelled", "closed": "filled", "expired": "expired",
                 "rejected": "rejected"}
 LATENCY_WINDOW = 512  # calls kept for the latency percentiles
+ACCEPT_TOLERANCE_MS = 1000
+"""Slack added to a lost request's acceptance deadline (ms): Binance refuses a timestamp
+1000 ms or more ahead of its clock, so a local clock ahead by any amount it still accepts
+is covered even when the offset was never measured."""
 _MSG_RE = re.compile(r'"msg"\s*:\s*"([^"]{1,200})"')
 
 
@@ -189,6 +212,14 @@ class LiveBroker:
         metrics: optional :class:`MetricsSink`.
         wall_sleep: waits real seconds (the recvWindow of a lost request runs on the
             exchange's real clock, whatever clock the run uses).
+        clock_offset_ms: the measured offset of the exchange's real clock from this
+            machine's wall clock (exchange minus local, ms; e.g. ``ExchangeClock.skew_ms``);
+            ``None``: unknown (0). Only a negative offset (local clock ahead) lengthens
+            the wait for a lost answer; a positive one never shortens it.
+        accept_tolerance_ms: added to every acceptance deadline (ms): covers an offset
+            that is unknown or measured wrong, and the exchange's own slack.
+        emit: ``emit(level, kind, message, data)`` records an event (the run's ledger and
+            dashboard): an order whose fate the exchange cannot tell is reported there.
     """
 
     def __init__(
@@ -197,6 +228,8 @@ class LiveBroker:
         recv_window_ms: int = 5000, signal_max_age_ms: int | None = None,
         journal: Callable[[Order], None] | None = None, metrics: MetricsSink | None = None,
         wall_sleep: Callable[[float], None] = time.sleep,
+        clock_offset_ms: Callable[[], int] | None = None, accept_tolerance_ms: int = ACCEPT_TOLERANCE_MS,
+        emit: Callable[[str, str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.exchange = exchange
         self.markets = dict(markets)
@@ -209,11 +242,15 @@ class LiveBroker:
         self.journal = journal
         self.metrics = metrics
         self.wall_sleep = wall_sleep
+        self.clock_offset_ms = clock_offset_ms
+        self.accept_tolerance_ms = int(accept_tolerance_ms)
+        self.emit = emit
+        self._deadline: dict[str, int] = {}          # client order id -> wall ms after which a lost send cannot land
         self._orders: dict[str, Order] = {}
         self._active: dict[str, list[Order]] = {}    # symbol -> orders to poll (active, or final with fills to fetch)
         self._pending: dict[str, BrokerUpdate] = {}  # symbol -> changes not yet reported by on_bar
         self._ref: dict[str, float] = {}             # client order id -> reference price (quote)
-        self._gross: dict[str, float] = {}           # client order id -> base amount of its trades seen
+        self._gross: dict[str, Decimal] = {}         # client order id -> base amount of its trades seen (steps)
         self._by_exchange_id: dict[str, str] = {}
         self.seen_trades: set[str] = set()
         self._book: dict[str, float] = {}
@@ -260,13 +297,23 @@ class LiveBroker:
         """The run's book per asset; ``used`` is what active orders reserve."""
         out = {}
         for asset in self._book:
-            used = min(self._reserved(asset), self._book[asset])
+            used = max(0.0, min(self._reserved(asset), self._book[asset]))
             out[asset] = Balance(asset, max(self._book[asset] - used, 0.0), used)
         return out
 
-    def exchange_balances(self) -> dict[str, tuple[float, float]]:
-        """The exchange account's ``(free, total)`` per asset at the last refresh."""
-        self._refresh_balances()
+    def exchange_balances(self, fresh: bool = False) -> dict[str, tuple[float, float]]:
+        """The exchange account's ``(free, total)`` per asset at the last refresh; empty when
+        never read.
+
+        Args:
+            fresh: read them now; a failed read is raised, not replaced by the last ones.
+
+        Raises:
+            ExchangeError: with ``fresh``, the exchange could not be asked.
+        """
+        if fresh:
+            self._bal_stale = True
+        self._refresh_balances(strict=fresh)
         return dict(self._exchange_bal)
 
     def has_open_orders(self, symbol: str) -> bool:
@@ -322,7 +369,7 @@ class LiveBroker:
         amount, price, ref = normalise_request(request, rules)
         asset, need = self._need(request.side, request.type, amount, ref, rules)
         free = self.free(asset)
-        if need > free + _EPS:
+        if not self._affordable(request.side, amount, need, free, rules):
             raise InsufficientFunds(
                 f"{request.symbol} {request.side} needs {need:.8g} {asset} but the run has {free:.8g} free",
                 "order less, or give the run more capital (risk.max_capital) / fund the account")
@@ -331,7 +378,7 @@ class LiveBroker:
                       reduce_only=request.reduce_only, created_ms=now, updated_ms=now, reason=request.reason)
         self._orders[cid] = order
         self._ref[cid] = ref
-        self._gross[cid] = 0.0
+        self._gross[cid] = _ZERO
         self._track(order)
         try:
             self._write(order)  # write-ahead: an order whose record cannot be written is not sent
@@ -414,7 +461,7 @@ class LiveBroker:
                           reason=reason)
             self._orders[cid] = order
             self._ref[cid] = float(raw.get("price") or reference_price or raw.get("average") or 0.0)
-            self._gross[cid] = 0.0
+            self._gross[cid] = _ZERO
         self._track(order)
         self._absorb(order, raw)
         self._fetch_trades(order)
@@ -427,7 +474,7 @@ class LiveBroker:
         cid = order.client_order_id
         self._orders[cid] = order
         self._ref[cid] = float(order.price or 0.0)
-        self._gross[cid] = order.filled
+        self._gross[cid] = self.rules(order.symbol).amount_held(order.filled)
         if order.exchange_order_id is not None:
             self._by_exchange_id[order.exchange_order_id] = cid
         self._track(order)
@@ -499,6 +546,10 @@ class LiveBroker:
     def owns_exchange_id(self, exchange_order_id: str) -> bool:
         return str(exchange_order_id) in self._by_exchange_id
 
+    def client_id_of(self, exchange_order_id: str) -> str | None:
+        """The client order id of one of this broker's orders, by exchange order id."""
+        return self._by_exchange_id.get(str(exchange_order_id))
+
     # ================================================================ placing
     def _place(self, order: Order) -> None:
         kind = order.type
@@ -507,7 +558,6 @@ class LiveBroker:
             params["timeInForce"] = order.time_in_force
         last: SigmaxError | None = None
         for attempt in range(self.submit_attempts):
-            sent = time.monotonic()
             try:
                 raw = self._once("create_order", order.symbol, kind, order.side, order.amount, order.price, params)
             except RateLimited as err:  # refused unprocessed: resend after Retry-After
@@ -518,14 +568,16 @@ class LiveBroker:
                 if not _is_duplicate(err):
                     raise
                 last = err  # an earlier send landed: find it
-                if self._resolve(order, sent, attempt):
+                self._note_deadline(order)
+                if self._resolve(order, attempt):
                     return
                 continue
             except TemporaryError as err:  # unknown outcome: look before sending again
                 last = err
+                self._note_deadline(order)
                 log.warning("%s order %s: %s; looking it up by client order id", order.symbol,
                             order.client_order_id, err.cause)
-                if self._resolve(order, sent, attempt):
+                if self._resolve(order, attempt):
                     return
                 continue
             except (AuthenticationError, ConfigError):
@@ -542,30 +594,85 @@ class LiveBroker:
                             f"{self.submit_attempts} sends ({cause})",
                             "check the exchange's status; the order does not exist there")
 
-    def _resolve(self, order: Order, sent_monotonic: float, attempt: int) -> bool:
+    def signed_stamp(self, client_order_id: str) -> tuple[int, int]:
+        """``(timestamp, recvWindow)`` in ms of the last request ccxt signed, when it was the
+        send of ``client_order_id``, read back from the signed request (body or query).
+
+        Falls back to a bound that is never earlier than the real stamp: ccxt's ``nonce()``
+        (else the wall clock) now, after the send failed, and the broker's recvWindow.
+        """
+        ex = self.exchange
+        text = getattr(ex, "last_request_body", None)
+        if not isinstance(text, str) or "timestamp=" not in text:
+            text = urlsplit(str(getattr(ex, "last_request_url", "") or "")).query
+        found = dict(parse_qsl(text))
+        window_ms = int(round(self.recv_window_s * 1000))
+        if found.get("newClientOrderId") == client_order_id and found.get("timestamp", "").isdigit():
+            window = found.get("recvWindow", "")
+            return int(found["timestamp"]), int(window) if window.isdigit() else window_ms
+        try:
+            now = int(ex.nonce())
+        except Exception:  # noqa: BLE001 - an exchange without a usable nonce: the wall clock bounds it
+            now = int(time.time() * 1000)
+        return now, window_ms
+
+    def acceptance_deadline(self, stamp_ms: int, window_ms: int) -> int:
+        """The wall-clock time (UTC ms) after which a request signed ``stamp_ms`` with
+        ``window_ms`` can no longer be accepted: ``stamp + recvWindow + max(0, -offset) +
+        tolerance`` (offset = exchange minus local clock; only a local clock ahead lengthens it)."""
+        offset = int(self.clock_offset_ms()) if self.clock_offset_ms is not None else 0
+        return stamp_ms + window_ms + max(0, -offset) + self.accept_tolerance_ms
+
+    def _note_deadline(self, order: Order) -> None:
+        """Remember when the send just lost can no longer land (the latest of all its sends)."""
+        deadline = self.acceptance_deadline(*self.signed_stamp(order.client_order_id))
+        cid = order.client_order_id
+        self._deadline[cid] = max(deadline, self._deadline.get(cid, deadline))
+
+    def _resolve(self, order: Order, attempt: int) -> bool:
         """After a send with an unknown outcome: True when the order turned out to exist
-        (absorbed) or its fate is still unknown (kept as ``new``, resolved by later polls);
-        False when it certainly does not exist and may be sent again."""
+        (absorbed) or the exchange cannot tell (kept as ``new``, its symbol blocked, an
+        ``order.unknown`` event emitted; later polls look again); False when, past the
+        acceptance deadline of every send, the exchange says it does not exist: it may be
+        sent again."""
+        cid = order.client_order_id
+        failure: SigmaxError | None = None
         for check in range(2):
             try:
-                raw = self.lookup(order.symbol, order.client_order_id)
+                raw = self.lookup(order.symbol, cid)
             except (AuthenticationError, ClockSkew):
                 raise
             except SigmaxError as err:
-                log.warning("order %s: its fate is unknown (%s); the next poll will look again",
-                            order.client_order_id, err.cause)
-                return True
-            if raw is not None:
-                self._absorb(order, raw)
-                self._fetch_trades(order)
-                self._settle(order)
-                return True
-            if check == 0:  # not there yet: a lost request can still land until its recvWindow ends
-                wait = self.recv_window_s - (time.monotonic() - sent_monotonic) + 0.05
-                if wait > 0:
-                    self.wall_sleep(wait)
+                failure, raw = err, None
+            else:
+                failure = None
+                if raw is not None:
+                    self._absorb(order, raw)
+                    self._fetch_trades(order)
+                    self._settle(order)
+                    return True
+            if check == 0:  # not there (or no answer) yet: the lost request can land until its deadline
+                wait_ms = self._deadline.get(cid, 0) - int(time.time() * 1000)
+                if wait_ms > 0:
+                    log.info("order %s: waiting %.2f s, until its lost request can no longer be accepted, "
+                             "before looking again", cid, wait_ms / 1000)
+                    self.wall_sleep(wait_ms / 1000.0)
+        if failure is not None:
+            self._unknown_fate(order, failure)
+            return True
         self.retry.sleep(self.retry.delay(attempt))
         return False
+
+    def _unknown_fate(self, order: Order, err: SigmaxError) -> None:
+        """The exchange cannot say whether ``order`` exists: never send again; keep it
+        active (the symbol stays blocked) and raise a critical event."""
+        message = (f"{order.symbol} {order.side} order {order.client_order_id}: the exchange cannot tell whether "
+                   f"it was placed ({err.cause}); nothing is sent again and {order.symbol} takes no new order "
+                   "until a lookup finds it or proves it never landed")
+        log.error("%s", message)
+        if self.emit is not None:
+            self.emit("critical", "order.unknown", message, {"client_order_id": order.client_order_id,
+                                                             "symbol": order.symbol})
 
     def _need(self, side: str, kind: str, amount: float, ref: float, rules: MarketRules) -> tuple[str, float]:
         """(asset, amount) an order reserves: quote for a buy (with a buffer for market
@@ -575,6 +682,17 @@ class LiveBroker:
         fee = (rules.taker_fee if kind == "market" else rules.maker_fee) or 0.0
         buffer = MARKET_BUY_BUFFER_DEFAULT if kind == "market" else 0.0
         return rules.quote, amount * ref * (1.0 + buffer) * (1.0 + fee)
+
+    @staticmethod
+    def _affordable(side: str, amount: float, need: float, free: float, rules: MarketRules) -> bool:
+        """True when ``free`` pays for an order of ``amount`` needing ``need`` (base for a sell,
+        quote for a buy), within half an amount step: a buy's quote is converted to steps at
+        its per-unit cost."""
+        if side == "sell":
+            return rules.covers(free, amount)
+        if amount <= 0:
+            return True
+        return rules.covers(free / (need / amount), amount)
 
     def _reserved(self, asset: str) -> float:
         total = 0.0
@@ -599,13 +717,22 @@ class LiveBroker:
             else:
                 raw = self.lookup(order.symbol, order.client_order_id)
                 if raw is None:
-                    if self.clock() - order.created_ms > self.recv_window_s * 1000 + 60_000:
+                    if self._cannot_land(order):
                         self._advance(order, "rejected", self.clock(), "never reached the exchange")
                         self._settle(order)
                     return
             self._absorb(order, raw)
         self._fetch_trades(order)
         self._settle(order)
+
+    def _cannot_land(self, order: Order) -> bool:
+        """True when no send of ``order`` can be accepted any more: past the acceptance
+        deadline of its sends, or, for an order of an earlier run (no deadline known), a
+        minute past its recvWindow after its creation (exchange clock)."""
+        deadline = self._deadline.get(order.client_order_id)
+        if deadline is not None:
+            return int(time.time() * 1000) > deadline
+        return self.clock() - order.created_ms > self.recv_window_s * 1000 + 60_000
 
     def _absorb(self, order: Order, raw: dict[str, Any]) -> None:
         """Take status, ids and trades from a ccxt order structure."""
@@ -621,8 +748,10 @@ class LiveBroker:
         status = str(raw.get("status") or "").lower()
         ts = int(raw.get("lastUpdateTimestamp") or raw.get("lastTradeTimestamp") or raw.get("timestamp")
                  or self.clock())
-        target = ("partially_filled" if filled > _EPS else "open") if status == "open" else _CCXT_STATUS.get(status)
-        more = filled > order.filled + _EPS
+        rules = self.rules(order.symbol)
+        target = (("open" if rules.is_flat(filled) else "partially_filled") if status == "open"
+                  else _CCXT_STATUS.get(status))
+        more = filled > order.filled and not rules.same_amount(filled, order.filled)  # at least one step more
         if more:
             order.filled = filled  # the exchange's executed quantity (gross)
             if raw.get("cost") is not None:
@@ -647,9 +776,15 @@ class LiveBroker:
         self._pending_order(order)
         self._write(order)
 
+    def _trades_cover(self, order: Order) -> bool:
+        """True when the trades seen add up to the order's executed quantity (within half a
+        step of the market: exact step sums, never an absolute epsilon)."""
+        rules = self.rules(order.symbol)
+        return rules.covers(self._gross.get(order.client_order_id, _ZERO), order.filled)
+
     def _fetch_trades(self, order: Order) -> None:
         """Fetch the order's trades while its executed quantity exceeds the trades seen."""
-        if order.filled - self._gross.get(order.client_order_id, 0.0) <= _EPS or order.exchange_order_id is None:
+        if order.exchange_order_id is None or self._trades_cover(order):
             return
         for trade in self.fetch_trades(order.symbol, None, order.exchange_order_id):
             if str(trade.get("order")) == order.exchange_order_id:
@@ -673,7 +808,6 @@ class LiveBroker:
         ts = int(trade.get("timestamp") or self.clock())
         fill = Fill(order.client_order_id, order.symbol, order.side, price, gross, fee_cost, currency, liquidity, ts,
                     trade_id=trade_id)
-        self._gross[order.client_order_id] = self._gross.get(order.client_order_id, 0.0) + gross
         notional = price * gross
         if order.side == "buy":
             self._book_add(rules.quote, -notional, -fee_quote)
@@ -681,9 +815,14 @@ class LiveBroker:
         else:
             self._book_add(rules.base, -gross, -fee_base)
             self._book_add(rules.quote, notional, -fee_quote)
-        if self._gross[order.client_order_id] > order.filled + _EPS:  # the trade arrived before the order's state
-            order.cost = order.cost + price * (self._gross[order.client_order_id] - order.filled)
-            order.filled = self._gross[order.client_order_id]
+        if fee_cost and currency not in (rules.quote, rules.base):  # BNB: out of the book's BNB
+            self._book_add(currency, -fee_cost)
+        cid = order.client_order_id
+        seen = self._gross[cid] = self._gross.get(cid, _ZERO) + rules.amount_held(gross)
+        if seen > to_decimal(order.filled) and not rules.same_amount(seen, order.filled):
+            # the trade arrived before the order's state
+            order.cost = order.cost + price * float(seen - to_decimal(order.filled))
+            order.filled = float(seen)
         order.fee += fill.fee_in_quote(rules.base, rules.quote) or 0.0
         update = self._pending.setdefault(order.symbol, BrokerUpdate())
         update.fills.append(fill)
@@ -706,7 +845,7 @@ class LiveBroker:
 
     def _settle(self, order: Order) -> None:
         """Stop polling a final order once all its trades are in."""
-        if not order.is_active and order.filled - self._gross.get(order.client_order_id, 0.0) <= _EPS:
+        if not order.is_active and self._trades_cover(order):
             self._untrack(order)
 
     def _track(self, order: Order) -> None:
@@ -730,7 +869,9 @@ class LiveBroker:
         return {} if order.exchange_order_id is not None else {"clientOrderId": order.client_order_id}
 
     # ================================================================ balances
-    def _refresh_balances(self) -> None:
+    def _refresh_balances(self, strict: bool = False) -> None:
+        """Read the balances when stale; a failed read keeps the last ones (logged), or is
+        raised when ``strict``."""
         if not self._bal_stale:
             return
         self._bal_stale = False
@@ -739,6 +880,9 @@ class LiveBroker:
         except (AuthenticationError, ClockSkew):
             raise
         except SigmaxError as err:
+            if strict:
+                self._bal_stale = True
+                raise
             log.warning("could not read the exchange balances: %s; using the last ones", err.cause)
             return
         free, total = raw.get("free") or {}, raw.get("total") or {}

@@ -118,8 +118,8 @@ class PaperBroker:
     def submit(self, request: OrderRequest, now_ms: int) -> Order:
         """Accept an order at ``now_ms`` (the close time of the bar it was decided on).
 
-        A sell for at most half a step more than the free base balance, or for no more than
-        the float :meth:`free` reports, sells exactly that balance.
+        A sell for exactly the float :meth:`free` reports, or for at most half a step more
+        than the free base balance, sells exactly that balance.
 
         Raises:
             OrderRejected: duplicate client order id, bad price, below market minimums.
@@ -151,13 +151,16 @@ class PaperBroker:
         else:
             asset = rules.base
             free = self._free.get(asset, _ZERO)
-            # the float a caller read through free()/total() may stand a hair above the exact
-            # balance (at 1e9 units a float cannot hold 1e-8 steps): that float is "all of it"
-            if not (rules.covers(free, amount) or amount_f <= self._free_f.get(asset, 0.0)):
+            # free() is a float, and at 1e9 units a float cannot hold 1e-8 steps: asking for
+            # exactly the float free() reports (or, above the exact balance, no more than it)
+            # means "all of it", which is sold exactly
+            free_f = self._free_f.get(asset, 0.0)
+            everything = amount_f == free_f or (amount > free and amount_f <= free_f)
+            if not (everything or rules.covers(free, amount)):
                 raise InsufficientFunds(
                     f"{request.symbol} sell needs {amount:f} {asset} but {free:f} is free",
                     "order less or free funds")
-            if amount > free:  # within half a step of the whole free balance: sell exactly that
+            if everything or amount > free:  # or within half a step above it: sell exactly the balance
                 amount = free
                 rules.check(amount, ref)
             need = amount

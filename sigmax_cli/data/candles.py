@@ -13,8 +13,15 @@ Accepted files (one symbol and timeframe per file):
 
 Validation (:func:`validate`) refuses NaN, non-positive prices, negative volume,
 ``high < max(open, close)``, ``low > min(open, close)`` and conflicting duplicate
-timestamps; it drops exact duplicate rows and reports gaps (missing bars) without ever
-filling them in.
+timestamps; it reports gaps (missing bars) without ever filling them in.
+
+Repeated and out-of-order rows are reported, not refused: an exact repeat of a row carries no
+conflicting information (files assembled by appending overlapping downloads have them) and is
+dropped; rows out of time order are sorted. Both are counted with their first example in
+:attr:`Candles.duplicates` / :attr:`Candles.out_of_order`, and :meth:`Candles.warnings` says
+so in one sentence each (``data check`` and ``paper`` print them, ``--json`` carries them, and
+the run's data files in the ledger keep the counts). A file wholly newest-first (the
+CryptoDataDownload layout) is a known layout, not out of order.
 """
 
 from __future__ import annotations
@@ -50,6 +57,29 @@ class Gap:
     missing: int
 
 
+@dataclass(frozen=True)
+class Anomaly:
+    """Rows of a file that were repeated or out of time order (reported, then repaired).
+
+    Attributes:
+        count: how many rows: repeats dropped, or rows that came after a later candle.
+        first_ms: open time (UTC ms) of the first such row in file order.
+        row: its 1-based row number in the file (data rows, header not counted).
+        after_ms: for an out-of-order row, the open time of the row before it; else ``None``.
+    """
+
+    count: int
+    first_ms: int
+    row: int
+    after_ms: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"count": self.count, "first": _iso(self.first_ms), "row": self.row}
+        if self.after_ms is not None:
+            out["after"] = _iso(self.after_ms)
+        return out
+
+
 @dataclass
 class Candles:
     """Validated OHLCV bars of one symbol and timeframe, oldest first.
@@ -70,6 +100,22 @@ class Candles:
     sha256: str | None = None
     gaps: list[Gap] = field(default_factory=list)
     dropped_duplicates: int = 0
+    duplicates: Anomaly | None = None
+    out_of_order: Anomaly | None = None
+
+    def warnings(self) -> list[str]:
+        """One sentence per anomaly of the file (repeated rows, rows out of time order)."""
+        where = self.source.name if self.source is not None else self.symbol
+        out = []
+        if self.duplicates is not None:
+            d = self.duplicates
+            out.append(f"{where}: {d.count} candle row(s) repeat an earlier one (first: row {d.row}, "
+                       f"{_iso(d.first_ms)}); the repeats were identical and were dropped")
+        if self.out_of_order is not None:
+            o = self.out_of_order
+            out.append(f"{where}: {o.count} candle row(s) out of time order (first: row {o.row}, "
+                       f"{_iso(o.first_ms)} after {_iso(o.after_ms or 0)}); they were sorted")
+        return out
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -97,6 +143,8 @@ class Candles:
             self.low[lo:hi], self.close[lo:hi], self.volume[lo:hi], self.source, self.sha256,
         )
         sub.gaps = find_gaps(sub.ts, self.tf_ms)
+        sub.dropped_duplicates, sub.duplicates, sub.out_of_order = (
+            self.dropped_duplicates, self.duplicates, self.out_of_order)  # the file's, as read
         return sub
 
     def to_pandas(self):
@@ -291,7 +339,8 @@ def _datetime_to_ms(series) -> np.ndarray:
 def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Path | None = None) -> Candles:
     """Check raw ``(n, 6)`` rows and build :class:`Candles`.
 
-    Sorts ascending, drops exact duplicate rows, and reports gaps.
+    Sorts ascending, drops exact duplicate rows (both reported: ``duplicates``,
+    ``out_of_order``; a file wholly newest-first is only sorted), and reports gaps.
 
     Raises:
         DataError: NaN, non-positive price, negative volume, OHLC inconsistency or two
@@ -303,10 +352,18 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
         row = int(np.argwhere(np.isnan(raw))[0][0])
         raise DataError(f"{where} has an empty value in row {row + 1}", "repair or re-download the file")
     ts = raw[:, 0].astype(np.int64) if raw.size else np.empty(0, dtype=np.int64)
+    disorder = None
     if raw.size and not np.all(ts[1:] > ts[:-1]):
+        back = np.flatnonzero(ts[1:] < ts[:-1])
+        if len(back) and not np.all(ts[1:] <= ts[:-1]):  # a wholly newest-first file is a layout
+            disorder = Anomaly(len(back), int(ts[back[0] + 1]), int(back[0]) + 2, int(ts[back[0]]))
         order = np.argsort(ts, kind="stable")
+        rows_in_file = order + 1
         raw, ts = raw[order], ts[order]
+    else:
+        rows_in_file = np.arange(1, len(ts) + 1)
     dropped = 0
+    repeats = None
     if len(ts) > 1:
         same = ts[1:] == ts[:-1]
         if same.any():
@@ -319,6 +376,9 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
                 )
             keep = np.concatenate([[True], ~same])
             dropped = int(same.sum())
+            repeat_rows = rows_in_file[1:][same]  # the later row of each pair in sorted order
+            first = int(np.argmin(repeat_rows))
+            repeats = Anomaly(dropped, int(ts[1:][same][first]), int(repeat_rows[first]))
             raw, ts = raw[keep], ts[keep]
     o, h, low, c, v = (raw[:, i] if raw.size else np.empty(0) for i in range(1, 6))
     problems = (
@@ -340,7 +400,7 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
     return Candles(
         symbol=symbol, timeframe=timeframe, ts=ts, open=np.ascontiguousarray(o), high=np.ascontiguousarray(h),
         low=np.ascontiguousarray(low), close=np.ascontiguousarray(c), volume=np.ascontiguousarray(v),
-        gaps=find_gaps(ts, tf_ms), dropped_duplicates=dropped,
+        gaps=find_gaps(ts, tf_ms), dropped_duplicates=dropped, duplicates=repeats, out_of_order=disorder,
     )
 
 

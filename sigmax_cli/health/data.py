@@ -39,7 +39,7 @@ class DataCheck(Check):
     def run(self, ctx: CheckContext) -> list[Outcome]:
         try:
             with db.Reader(ctx.settings.ledger_url, ctx.left_s()) as reader:
-                bots = _live_bots(reader)
+                bots = _live_bots(reader, ctx.clock())
                 research = self._research(reader, ctx)
         except SigmaxError as exc:
             return [self.result("candle_age", Status.UNKNOWN, f"cannot read the ledger: {exc.cause}", ctx)]
@@ -82,16 +82,20 @@ class DataCheck(Check):
                            f"newest research item first seen {fmt_duration(age_s)} ago", ctx)
 
 
-def _live_bots(reader: db.Reader) -> list[dict[str, Any]] | None:
-    """Running bots whose run is not a replay of files; ``None`` without a heartbeats table."""
+def _live_bots(reader: db.Reader, now_ms: int) -> list[dict[str, Any]] | None:
+    """Running bots whose run is not a replay of files, nor lost (their runs are marked here
+    too, since the checks run at once; the heartbeat check reports them); ``None`` without a
+    heartbeats table."""
     if not reader.has_table("heartbeats"):
         return None
+    lost = {run.run_id for run in reader.lost_runs(now_ms)}
     rows = reader.query(
-        "SELECT h.bot_id, h.detail_json, r.timeframe, r.data_files_json, r.started_ms, h.ts_ms "
-        "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id WHERE h.status <> 'stopped' ORDER BY h.bot_id")
+        "SELECT h.bot_id, h.detail_json, r.timeframe, r.data_files_json, r.started_ms, h.ts_ms, h.run_id "
+        "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id "
+        "WHERE h.status = 'running' AND (r.status IS NULL OR r.status = 'running') ORDER BY h.bot_id")
     bots = []
-    for bot_id, detail_json, timeframe, files_json, started_ms, ts_ms in rows:
-        if timeframe is None or _replays_files(files_json):
+    for bot_id, detail_json, timeframe, files_json, started_ms, ts_ms, run_id in rows:
+        if timeframe is None or _replays_files(files_json) or run_id in lost:
             continue
         detail = _json(detail_json)
         bar_ms = detail.get("bar_ms") if isinstance(detail, dict) else None

@@ -191,3 +191,50 @@ class Reader:
 
     def has_table(self, name: str) -> bool:
         return has_table(self.conn, name)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "postgresql" if _is_pg(self.conn) else "sqlite"
+
+    def lost_runs(self, now_ms: int) -> list[Any]:
+        """Mark the ledger's lost runs ``lost`` and return the unacknowledged ones
+        (:func:`sigmax_cli.ledger.liveness.sweep`). On a ledger this user may only read,
+        the runs are judged without writing; "could not tell" is never "alive".
+
+        Raises:
+            LedgerError: the runs cannot be read.
+        """
+        from sigmax_cli.ledger import liveness
+
+        try:
+            found = liveness.sweep(self._execute, self.backend, now_ms)
+            self.conn.commit()
+            return found
+        except LedgerError:
+            try:
+                self.conn.rollback()
+            except Exception:  # noqa: BLE001, S110 - the query below says what is wrong
+                pass
+        return liveness.sweep(self._execute, self.backend, now_ms, write=False)
+
+    def _execute(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """:data:`sigmax_cli.ledger.liveness.Execute` on this connection."""
+        if _is_pg(self.conn):
+            import psycopg
+
+            sql, errors = sql.replace("?", "%s"), psycopg.Error
+        else:
+            import sqlite3
+
+            errors = sqlite3.Error
+        try:
+            cur = self.conn.cursor()
+            try:
+                cur.execute(sql, tuple(params))
+                return list(cur.fetchall()) if cur.description is not None else [(cur.rowcount,)]
+            finally:
+                cur.close()
+        except errors as exc:
+            raise LedgerError(f"the ledger refused a query ({_reason(exc)})",
+                              "check the database, its permissions and free space") from None

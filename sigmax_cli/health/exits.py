@@ -33,10 +33,11 @@ class ExitsCheck(Check):
             with db.Reader(ctx.settings.ledger_url, ctx.left_s()) as reader:
                 if not reader.has_table("heartbeats"):
                     return [self.skip("blocked", "the ledger has no heartbeats table yet")]
-                rows = reader.query("SELECT bot_id, status, detail_json FROM heartbeats ORDER BY bot_id")
+                lost = {run.run_id for run in reader.lost_runs(ctx.clock())}  # gone: the heartbeat check says so
+                rows = reader.query("SELECT bot_id, status, detail_json, run_id FROM heartbeats ORDER BY bot_id")
         except SigmaxError as exc:
             return [self.result("blocked", Status.UNKNOWN, f"cannot read heartbeats: {exc.cause}", ctx)]
-        running = [r for r in rows if r[1] != "stopped"]
+        running = [r[:3] for r in rows if r[1] == "running" and r[3] not in lost]
         if not running:
             return [self.skip("blocked", "no bot is running")]
         out: list[Outcome] = []

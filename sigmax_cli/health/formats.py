@@ -230,19 +230,24 @@ def check_prometheus_target(path: Path) -> None:
         raise ConfigError(f"cannot write to {parent} for --prometheus", "fix its permissions or pick another file")
 
 
-def write_prometheus(report: HealthReport, path: Path) -> None:
+def write_prometheus(report: HealthReport, path: Path) -> bool:
     """Write :func:`prometheus_text` to ``path`` atomically (:func:`sigmax_cli.files.write_atomic`):
     the temporary file does not end in ``.prom``, so node_exporter never reads it half-written;
     mode 0644, since node_exporter runs as another user.
 
-    Raises:
-        ConfigError: the file cannot be written (nothing is left behind).
+    An OS error (a full disk, a directory made read-only since the run started) leaves the
+    previous file as it was and no temporary file, and becomes a CRITICAL result
+    ``health:textfile`` in ``report`` (:meth:`HealthReport.own_failure`): the run's own output
+    then says so and exits 2. Returns whether the file was written.
     """
     try:
         write_atomic(path, prometheus_text(report), mode=0o644, suffix=".tmp")
     except OSError as exc:
-        raise ConfigError(f"cannot write {path} ({exc.strerror})", "check the directory and its permissions") \
-            from None
+        reason = exc.strerror or type(exc).__name__
+        report.own_failure("textfile", f"cannot write the Prometheus textfile {path} ({reason}); "
+                           "node_exporter still serves the previous one")
+        return False
+    return True
 
 
 # -- rich ----------------------------------------------------------------------------------

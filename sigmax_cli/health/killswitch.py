@@ -1,13 +1,15 @@
 """Kill switch: released, and readable everywhere it is kept.
 
 Reads :meth:`sigmax_cli.risk.killswitch.KillSwitch.status` (the file in ``SIGMAX_HOME``,
-plus the Redis key when Redis is configured).
+plus the Redis key when Redis is configured), each store within the check's time limit.
 
-``killswitch:engaged`` (1 engaged / 0 released)
-    Engaged: CRITICAL with its reason, who engaged it and since when - every bot is
-    halted until an operator releases it (``sigmax panic --release``). Released, but a
-    store could not be read (Redis down): WARNING, since a remote engage would not be seen
-    from here. Released everywhere: OK.
+``killswitch:engaged`` (1 engaged / 0 released / no value when unknown)
+    ENGAGED: CRITICAL with its reason, who engaged it and since when - every bot is halted
+    until an operator releases it (``sigmax panic --release``). UNKNOWN (Redis unreachable
+    or hung, the flag file unreadable, and no store says engaged): CRITICAL with the reason,
+    not the plugin state UNKNOWN - the check itself worked, and what it found stops trading
+    just as an engage does: running bots halt and no bot may start, since a remote engage
+    could not be seen (fail closed). RELEASED everywhere: OK.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ class KillSwitchCheck(Check):
 
     name = "killswitch"
     primary = "engaged"
-    description = "kill switch: engaged (critical, with its reason) or released"
+    description = "kill switch: engaged or unknown (critical, with the reason) or released"
 
     def run(self, ctx: CheckContext) -> list[Outcome]:
         from sigmax_cli.risk.killswitch import KillSwitch
 
-        status = KillSwitch.from_settings(ctx.settings).status()
+        status = KillSwitch.from_settings(ctx.settings).status(timeout_s=min(1.0, ctx.left_s()))
         degraded = "; ".join(status.degraded)
         if status.engaged:
             parts = [f"engaged ({status.source}): {status.reason or 'no reason recorded'}"]
@@ -38,8 +40,9 @@ class KillSwitchCheck(Check):
             if degraded:
                 parts.append(f"({degraded})")
             return [self.result("engaged", Status.CRITICAL, " ".join(parts), ctx, value=1)]
-        if degraded:
-            return [self.result("engaged", Status.WARNING, f"released in what could be read, but {degraded}", ctx,
-                                value=0)]
+        if not status.released:
+            return [self.result("engaged", Status.CRITICAL,
+                                f"state UNKNOWN ({status.unknown_reason}): bots halt and none may start until it "
+                                "can be read", ctx, value=None)]
         where = "file and Redis" if ctx.settings.redis_url is not None else "file"
         return [self.result("engaged", Status.OK, f"released ({where})", ctx, value=0)]

@@ -13,8 +13,14 @@ monitoring-plugin convention; OK would let a hung health run hide every later pr
 monitor rather than about the bot. The held lock also shows up in the monitoring system
 as an UNKNOWN that names the stuck pid.
 
-When the lock file cannot be created (``SIGMAX_HOME`` missing or read-only) the run goes
-ahead without it, with a note: the checks themselves report the broken state directory.
+When the lock file cannot be created, locked or written (``SIGMAX_HOME`` missing or
+read-only, a full disk, a file system without ``flock``) the run goes ahead (without the lock
+when it could not be taken) and the OS error becomes a CRITICAL result ``health:lock``
+(:attr:`RunLock.error`): a health check that cannot write its own state directory has found
+a problem, and must say so rather than crash (exit 70) or hide it in a note. One exception:
+a ``SIGMAX_HOME`` that does not exist at all (a host that only monitors a shared ledger and
+Redis, or a cron line without ``SIGMAX_HOME``) runs unlocked with a note (:attr:`RunLock.note`);
+the ``system`` check reports a missing home as CRITICAL when it is selected.
 """
 
 from __future__ import annotations
@@ -70,21 +76,33 @@ class RunLock:
         LockHeld: another run holds it.
 
     Attributes:
-        note: why the run goes ahead unlocked (``None`` when locked as intended).
+        error: the OS error met creating, locking or writing the lock file, as one sentence
+            naming the file (``None`` when all went well); the run goes ahead, unlocked
+            unless only the holder record could not be written.
+        note: why the run goes ahead unlocked when ``SIGMAX_HOME`` does not exist.
+        locked: whether this run holds the lock.
     """
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / LOCK_NAME
+        self.error: str | None = None
         self.note: str | None = None
         self._fd: int | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self._fd is not None
 
     def __enter__(self) -> RunLock:
         import fcntl
 
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            self.note = f"ran without the overlap lock: {self.path.parent} does not exist"
+            return self
         except OSError as exc:
-            self.note = f"ran without the overlap lock: cannot create {self.path} ({exc.strerror})"
+            self.error = f"cannot create the overlap lock {self.path} ({exc.strerror}); ran without it"
             return self
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -92,14 +110,17 @@ class RunLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise LockHeld(self.path, holder) from None
-        except OSError as exc:  # a file system without flock support
+        except OSError as exc:  # a file system without flock support, no locks left
             os.close(fd)
-            self.note = f"ran without the overlap lock: cannot lock {self.path} ({exc.strerror})"
+            self.error = f"cannot lock the overlap lock {self.path} ({exc.strerror}); ran without it"
             return self
         self._fd = fd
         record = json.dumps({"pid": os.getpid(), "started_ms": int(time.time() * 1000)}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
+        except OSError as exc:  # a full disk: the lock holds, only the holder's name is missing
+            self.error = f"cannot write the overlap lock {self.path} ({exc.strerror})"
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -59,7 +59,7 @@ class HealthReport:
         checks: the names of the checks that ran.
         started_ms: when the run started, UTC ms.
         duration_s: wall time of the whole run, seconds.
-        notes: remarks about the run itself (e.g. it ran without the lock).
+        notes: remarks about the run itself (e.g. it ran without the lock: no SIGMAX_HOME).
     """
 
     results: list[CheckResult]
@@ -76,6 +76,14 @@ class HealthReport:
         if not self.results:
             return Status.UNKNOWN
         return worst(r.status for r in self.results)
+
+    def own_failure(self, measurement: str, message: str) -> CheckResult:
+        """Record an OS error of the health run itself (its lock file, its ``--prometheus``
+        textfile) as a CRITICAL result ``health:<measurement>``; returns it. Never raised:
+        a health run that cannot write its own files has found a problem to report."""
+        result = CheckResult("health", measurement, Status.CRITICAL, message)
+        self.results.append(result)
+        return result
 
     def problems(self) -> list[CheckResult]:
         """The results that are not OK, worst first (stable within a status)."""
@@ -104,6 +112,9 @@ def check_health(settings: Settings, names: Iterable[str] | None = None, *, lock
     """The one entry point of ``sigmax health``: validate ``names``, take the cron lock in
     ``SIGMAX_HOME`` (unless ``lock`` is False), run the checks.
 
+    An OS error on the lock file (missing or read-only ``SIGMAX_HOME``, a full disk) is a
+    CRITICAL result ``health:lock`` in the report, never an exception.
+
     Raises:
         ConfigError: an unknown check name.
         LockHeld: another run holds the lock (exit 3, UNKNOWN; see :mod:`.lock`).
@@ -113,6 +124,8 @@ def check_health(settings: Settings, names: Iterable[str] | None = None, *, lock
         return run_checks(settings, selected, clock=clock)
     with RunLock(settings.home) as held:
         report = run_checks(settings, selected, clock=clock)
+    if held.error:
+        report.own_failure("lock", held.error)
     if held.note:
         report.notes.append(held.note)
     return report

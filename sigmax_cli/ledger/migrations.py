@@ -46,7 +46,22 @@ def _v2(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-def _v3(conn: Connection) -> None:
+_V3_RUN_COLUMNS = (("host_id", "VARCHAR(64)"), ("heartbeat_interval_ms", "BIGINT"), ("lost_ms", "BIGINT"),
+                   ("lost_acked_ms", "BIGINT"))
+
+
+def _v3_run_liveness(conn: Connection) -> None:
+    """Runs record their host id and heartbeat interval; a run whose bot is gone can be marked
+    ``lost`` and the loss acknowledged (:mod:`sigmax_cli.ledger.liveness`). Each column is
+    added only when missing: ``_v1`` creates ``runs`` from today's table, which has them."""
+    have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    for name, sql_type in _V3_RUN_COLUMNS:
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+
+
+def _v4_ledger_writes(conn: Connection) -> None:
+    """Per open ledger, the sequence of its newest committed batch (lost-COMMIT retries)."""
     from sqlalchemy import BigInteger, Column, MetaData, String, Table
 
     Table("ledger_writes", MetaData(),
@@ -58,8 +73,9 @@ def _v3(conn: Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "trading ledger: runs, orders, fills, positions, equity, events, heartbeats", _v1),
     Migration(2, "room for research items, HTTP cache validators and backups", _v2),
-    Migration(3, "ledger_writes: batch sequence per writer, so a write retried after a lost COMMIT is not doubled",
-              _v3),
+    Migration(3, "run liveness: host id, heartbeat interval, lost and acknowledged times", _v3_run_liveness),
+    Migration(4, "ledger_writes: batch sequence per writer, so a write retried after a lost COMMIT is not doubled",
+              _v4_ledger_writes),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 if SCHEMA_VERSION != version.SCHEMA_VERSION:  # pragma: no cover - a developer forgot one of the two

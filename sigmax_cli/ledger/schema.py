@@ -10,7 +10,8 @@ Tables (``SCHEMA_VERSION`` is the newest migration in :mod:`sigmax_cli.ledger.mi
 ==================  =======================================================================
 schema_version      one row per applied migration
 runs                a paper or live run: mode, profile, strategy + params, data files and
-                    their sha256, status (running / completed / interrupted / failed)
+                    their sha256, status (running / completed / halted / interrupted / failed /
+                    lost), host, pid and host id, heartbeat interval, when it was lost / acknowledged
 orders              every order by client order id, with its state-machine status
 fills               every execution: price, amount (base), fee (in fee_currency), maker/taker
 positions           every position change of a symbol: qty after, average price, realised P&L
@@ -67,10 +68,15 @@ runs = Table(
     Column("ended_ms", BigInteger),
     Column("first_bar_ms", BigInteger),
     Column("last_bar_ms", BigInteger),
-    Column("status", String(16), nullable=False),           # running|completed|interrupted|failed
+    Column("status", String(16), nullable=False),           # running|completed|halted|interrupted|failed
     Column("summary_json", Text),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+    # schema 3 (liveness, see sigmax_cli.ledger.liveness); NULL on runs of an older sigmax
+    Column("host_id", String(64)),                          # host name + boot id + PID namespace, hashed
+    Column("heartbeat_interval_ms", BigInteger),            # longest gap between two heartbeats
+    Column("lost_ms", BigInteger),                          # when it was found lost (status 'lost')
+    Column("lost_acked_ms", BigInteger),                    # when an operator acknowledged the loss
 )
 
 orders = Table(

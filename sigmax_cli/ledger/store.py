@@ -41,7 +41,7 @@ from sigmax_cli.ledger import migrations
 from sigmax_cli.ledger import schema as s
 from sigmax_cli.settings import redact_url
 
-RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+RUN_STATUSES = ("running", "completed", "halted", "interrupted", "failed", "lost")
 
 
 def now_ms() -> int:
@@ -92,6 +92,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    problem = _pg_url_problem(parsed)
+    if problem:
+        raise ConfigError(f"database URL {shown!r} is malformed: {problem}",
+                          "use postgresql://USER@HOST:PORT/DB[?sslmode=require] in SIGMAX_DATABASE_URL")
     try:
         return create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
     except NoSuchModuleError as exc:  # pragma: no cover - psycopg is a dependency
@@ -156,6 +160,36 @@ class Outage:
     attempts: int = 1
 
 
+_PG_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+}
+
+
+def _pg_url_problem(parsed) -> str | None:
+    """What libpq would refuse in a PostgreSQL URL before it reaches any server (a port out
+    of range, an option it does not know, a value outside an option's choices), as a phrase;
+    ``None`` when the URL is well formed. Such a URL is bad input (exit 2), not an
+    unreachable database (exit 69)."""
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"port {parsed.port} is not between 1 and 65535"
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    options = {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
+    try:
+        conninfo_to_dict(make_conninfo("", **options))
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError: libpq refused an option
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "an option libpq does not accept"
+    for name, choices in _PG_CHOICES.items():
+        if name in options and options[name] not in choices:
+            return f"{name}={options[name]} is not one of {', '.join(choices)}"
+    if "connect_timeout" in options and not options["connect_timeout"].lstrip("-").isdigit():
+        return f"connect_timeout={options['connect_timeout']} is not a number of seconds"
+    return None
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///PATH`` URL; ``None`` for other backends or in-memory."""
     if not url.startswith("sqlite:"):
@@ -189,6 +223,8 @@ class RunInfo:
     summary: dict[str, Any] | None
     host: str
     pid: int
+    lost_ms: int | None = None
+    lost_acked_ms: int | None = None
 
 
 class Ledger:
@@ -387,13 +423,23 @@ class Ledger:
     def start_run(
         self, *, run_id: str, mode: str, profile: str, exchange: str, strategy: str,
         params: dict[str, Any], symbols: list[str], timeframe: str,
-        data_files: list[dict[str, Any]], initial_equity: float,
+        data_files: list[dict[str, Any]], initial_equity: float, heartbeat_interval_ms: int | None = None,
     ) -> None:
-        """Insert a run in status ``running``.
+        """Insert a run in status ``running``, with this process's host, pid and host id.
+
+        Runs of earlier bots that are gone are marked ``lost`` first (:meth:`mark_lost_runs`).
+        ``heartbeat_interval_ms`` is the longest gap the run's engine leaves between two
+        heartbeats (default: one bar, at least 10 s; see :mod:`sigmax_cli.ledger.liveness`).
 
         Raises:
             ConfigError: a run with ``run_id`` already exists.
         """
+        from sigmax_cli.data.timeframes import timeframe_to_ms
+        from sigmax_cli.ledger import liveness
+
+        self.mark_lost_runs()
+        if heartbeat_interval_ms is None:
+            heartbeat_interval_ms = liveness.default_interval_ms(timeframe_to_ms(timeframe))
         with self._writing(), self.engine.begin() as conn:
             exists = conn.execute(select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first()
             if exists:
@@ -403,7 +449,8 @@ class Ledger:
                 params_json=json.dumps(params, default=str), symbols_json=json.dumps(symbols),
                 timeframe=timeframe, data_files_json=json.dumps(data_files),
                 initial_equity=initial_equity, started_ms=now_ms(), status="running",
-                host=socket.gethostname(), pid=os.getpid(),
+                host=socket.gethostname(), pid=os.getpid(), host_id=liveness.host_id(),
+                heartbeat_interval_ms=int(heartbeat_interval_ms),
             ))
 
     def finish_run(
@@ -436,6 +483,40 @@ class Ledger:
         with self._writing(), self.engine.begin() as conn:
             _write_finish(conn, self._finish)
         self._finish = None
+
+    def mark_lost_runs(self, now_ms: int | None = None) -> list[Any]:
+        """Mark ``running`` runs whose bot is gone ``lost``; returns every lost run not yet
+        acknowledged (:class:`~sigmax_cli.ledger.liveness.LostRun`), oldest first. See
+        :func:`sigmax_cli.ledger.liveness.sweep` for when a run is lost. On a ledger this
+        user may not write, the runs are judged and returned but not marked."""
+        from sigmax_cli.ledger import liveness
+
+        try:
+            with self.engine.begin() as conn:
+                return liveness.sweep(liveness.sqlalchemy_execute(conn), conn.dialect.name, now_ms)
+        except DBAPIError:  # a ledger this user may only read (monitor, report): judge without writing
+            with self.engine.connect() as conn:
+                return liveness.sweep(liveness.sqlalchemy_execute(conn), conn.dialect.name, now_ms, write=False)
+
+    def acknowledge_lost(self, run_ids: list[str] | None = None) -> list[str]:
+        """Acknowledge lost runs (``None``: all of them); returns the ids acknowledged now.
+
+        Raises:
+            NotFoundError: a named run is not in the ledger.
+            ConfigError: a named run is not lost (nothing is written then).
+        """
+        from sigmax_cli.ledger import liveness
+
+        try:
+            with self.engine.begin() as conn:
+                return liveness.acknowledge(liveness.sqlalchemy_execute(conn), run_ids)
+        except LookupError as exc:
+            raise NotFoundError(f"no run {exc.args[0]!r} in the ledger",
+                                "list the lost runs with `sigmax runs list --lost`") from None
+        except ValueError as exc:
+            run_id, status = exc.args
+            raise ConfigError(f"run {run_id!r} is {status}, not lost; only lost runs are acknowledged",
+                              "list the lost runs with `sigmax runs list --lost`") from None
 
     def get_run(self, run_id: str) -> RunInfo:
         """The run ``run_id``. Raises :class:`NotFoundError` when absent."""
@@ -618,7 +699,8 @@ class Ledger:
     # -- heartbeats ------------------------------------------------------------------------
     def heartbeat(self, bot_id: str, run_id: str | None, mode: str, status: str,
                   detail: dict[str, Any] | None = None) -> None:
-        """Upsert this bot's heartbeat now (written at once, not buffered).
+        """Upsert this bot's heartbeat now (written at once, not buffered). A run that another
+        host gave up as ``lost`` (a long silence) is ``running`` again once it beats.
 
         Raises:
             LedgerUnavailable: the database does not answer (nothing is kept: the next
@@ -636,6 +718,9 @@ class Ledger:
                                           set_={k: v for k, v in row.items() if k != "bot_id"})
         with self._writing(), self.engine.begin() as conn:
             conn.execute(stmt)
+            if run_id is not None and status == "running":
+                conn.execute(update(s.runs).where(s.runs.c.run_id == run_id, s.runs.c.status == "lost")
+                             .values(status="running", lost_ms=None, lost_acked_ms=None, ended_ms=None))
 
     # -- queries ---------------------------------------------------------------------------
     def rows(self, table: str, run_id: str, order_by: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -777,5 +862,5 @@ def _run_info(row) -> RunInfo:
         started_ms=row["started_ms"], ended_ms=row["ended_ms"], first_bar_ms=row["first_bar_ms"],
         last_bar_ms=row["last_bar_ms"], status=row["status"],
         summary=json.loads(row["summary_json"]) if row["summary_json"] else None,
-        host=row["host"], pid=row["pid"],
+        host=row["host"], pid=row["pid"], lost_ms=row.get("lost_ms"), lost_acked_ms=row.get("lost_acked_ms"),
     )

@@ -108,6 +108,7 @@ def build_report(ledger: Ledger, run_id: str | None = None, latest: bool = False
         raise ConfigError(
             "--run-id and --latest ask for two different runs", "give only one of them"
         )
+    ledger.mark_lost_runs()  # a run whose bot is gone is reported `lost`, not `running`
     run = ledger.get_run(run_id) if run_id else ledger.latest_run()
     equity_rows = ledger.rows("equity", run.run_id, order_by=("ts_ms",))
     fills = ledger.rows("fills", run.run_id, order_by=("ts_ms", "id"))
@@ -214,7 +215,9 @@ class RunRow:
 
 
 def list_runs(ledger: Ledger, limit: int = 20) -> list[RunRow]:
-    """The newest ``limit`` runs of ``ledger``, newest first, with bars and return so far."""
+    """The newest ``limit`` runs of ``ledger``, newest first, with bars and return so far;
+    runs whose bot is gone are marked ``lost`` first (:meth:`Ledger.mark_lost_runs`)."""
+    ledger.mark_lost_runs()
     runs = ledger.list_runs(limit)
     stats = ledger.equity_summaries(r.run_id for r in runs)
     rows = []

@@ -2,14 +2,20 @@
 
 Order of work, safest first:
 
-1. persist the kill switch (file, then Redis): every bot on this host (and, with Redis, on
-   others) halts at its next tick and refuses to start;
-2. record the engage in the ledger (skipped, and said so, when the database is down);
+1. persist the kill switch: the local file first (atomic write + fsync, before any network
+   call), then Redis with short timeouts: every bot on this host (and, with Redis, on
+   others) halts at its next tick and refuses to start. A store that fails (a full disk,
+   Redis down or hung) does not stop the other one, nor the steps below; how far the
+   switch reached is the report's ``reach`` and its ``exit_code``;
+2. record the engage in the ledger (skipped, and said so, when the database is down), in a
+   thread beside step 3, so a slow or dead database never delays the exchange;
 3. with exchange keys: for every configured symbol, and every symbol the ledger shows
    open orders for, all symbols at once, cancel all open orders (``cancel_all_orders`` where
-   the exchange has it, else per-order cancels in parallel), then re-fetch open orders until
-   none remain, in bounded rounds with back-off; optionally flatten spot positions (market sells of each
-   base asset down to the market's minimums);
+   the exchange has it: its answer lists what it cancelled, so no listing first; else
+   per-order cancels in parallel), then re-fetch open orders until none remain, in bounded
+   rounds with back-off (two round trips per symbol when the first round clears it);
+   optionally flatten spot positions (market sells of each base asset down to the market's
+   minimums);
 4. write an incident report, JSON and Markdown, in ``$SIGMAX_HOME/incidents/``.
 
 Every step is recorded in a timeline; a failing step becomes a ``failures`` entry, never
@@ -30,12 +36,34 @@ from typing import Any
 
 from sigmax_cli.errors import SigmaxError
 from sigmax_cli.files import write_atomic
-from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, who
+from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, SwitchState, who
 
 VERIFY_ROUNDS = 6          # fetch/cancel rounds before giving up on a symbol
 ROUND_BACKOFF_S = 0.25     # wait before the 3rd round; doubles each round after (0.25, 0.5, 1, 2 s)
 PER_ORDER_WORKERS = 8      # parallel per-order cancels when the exchange has no cancel-all
 SYMBOL_WORKERS = 8         # symbols cleared at once (a few requests each: far inside Binance's weight limits)
+
+# How far an engage (or a release) reached, and the exit code of `sigmax panic` for it.
+REACH_EVERYWHERE = "everywhere"          # the file and, when configured, Redis
+REACH_THIS_HOST = "this host only"       # the file; Redis is configured but was not told
+REACH_REDIS_ONLY = "redis only"          # Redis; the local file could not be written
+REACH_NOTHING = "nothing"                # neither store holds the switch
+EXIT_OK = 0             # engaged everywhere, exchange verified clear (or none configured)
+EXIT_NOT_VERIFIED = 1   # engaged everywhere, but open orders may remain on the exchange
+EXIT_PARTIAL = 4        # engaged in one store only: other hosts not told, or not this host's file
+EXIT_NOTHING = 5        # the switch is not engaged anywhere
+STATUS_EXIT = {SwitchState.RELEASED: 0, SwitchState.ENGAGED: 1, SwitchState.UNKNOWN: 3}  # panic --status
+
+
+def reach_of(status: KillSwitchStatus, redis_configured: bool) -> str:
+    """How far a write reached: one of the ``REACH_*`` values, from ``status.written``."""
+    file_ok = "file" in status.written
+    redis_ok = "redis" in status.written or not redis_configured
+    if file_ok and redis_ok:
+        return REACH_EVERYWHERE
+    if file_ok:
+        return REACH_THIS_HOST
+    return REACH_REDIS_ONLY if redis_configured and "redis" in status.written else REACH_NOTHING
 
 
 def _now_ms() -> int:
@@ -54,7 +82,9 @@ class IncidentReport:
 
     ``outcome`` is ``"ok"`` (switch engaged, exchange verified with zero open orders or no
     exchange configured), ``"degraded"`` (switch engaged but a store, the ledger or Redis,
-    could not be written) or ``"failed"`` (open orders may remain on the exchange).
+    could not be written) or ``"failed"`` (open orders may remain on the exchange, or the
+    switch reached no store at all). ``reach`` says where the switch is held (``REACH_*``);
+    ``file_written_ms`` is when the local flag was on disk (UTC ms, ``None`` if it never was).
     """
 
     incident_id: str
@@ -64,6 +94,8 @@ class IncidentReport:
     finished_ms: int | None = None
     killswitch: dict[str, Any] = field(default_factory=dict)
     already_engaged: bool = False
+    reach: str = REACH_NOTHING
+    file_written_ms: int | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     exchange: str | None = None
     symbols: list[str] = field(default_factory=list)
@@ -81,9 +113,21 @@ class IncidentReport:
 
     @property
     def outcome(self) -> str:
-        if self.failures or any(self.remaining_open_orders.values()):
+        if self.failures or any(self.remaining_open_orders.values()) or self.reach == REACH_NOTHING:
             return "failed"
-        return "degraded" if self.degraded else "ok"
+        return "degraded" if self.degraded or self.reach != REACH_EVERYWHERE else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """``EXIT_NOTHING`` > ``EXIT_PARTIAL`` > ``EXIT_NOT_VERIFIED`` > ``EXIT_OK``: how far the
+        switch reached comes first, then whether the exchange was verified clear."""
+        if self.reach == REACH_NOTHING:
+            return EXIT_NOTHING
+        if self.reach != REACH_EVERYWHERE:
+            return EXIT_PARTIAL
+        if self.failures or any(self.remaining_open_orders.values()):
+            return EXIT_NOT_VERIFIED
+        return EXIT_OK
 
     def step(self, text: str) -> None:
         """Add a timeline entry now."""
@@ -92,6 +136,7 @@ class IncidentReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome
+        data["exit_code"] = self.exit_code
         return data
 
 
@@ -122,25 +167,49 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
         retry: a :class:`~sigmax_cli.exchange.errors.RetryPolicy` for each exchange call.
         sleep: waits between verification rounds (injectable).
 
-    Raises:
-        ConfigError: the kill-switch file cannot be written (nothing else is attempted:
-            without the switch, cancelled orders could be replaced by a running bot).
+    Never raises for a store, the ledger or the exchange failing: each becomes a ``degraded``
+    or ``failures`` entry and shapes ``reach`` / ``exit_code``. Even when no store could be
+    written, the exchange is still cleared (cancelling adds no risk; the report says that
+    running bots were not told and may place orders again).
     """
     by = who()
     started = _now_ms()
     report = IncidentReport(incident_id=datetime.fromtimestamp(started / 1000, UTC).strftime("%Y%m%dT%H%M%S")
                             + f"-{os.getpid()}", reason=reason, by=by, started_ms=started)
     switch = KillSwitch.from_settings(settings)
-    before = switch.status()
-    report.already_engaged = before.engaged
-    status = switch.engage(reason, by)
+
+    def file_done(error: str | None) -> None:
+        if error is None:
+            report.file_written_ms = _now_ms()
+            report.step(f"kill switch file written: {switch.path}")
+        else:
+            report.step(f"kill switch file NOT written: {switch.path} ({error})")
+
+    status = switch.engage(reason, by, on_file=file_done)
+    report.already_engaged = status.was_engaged
     report.killswitch = status.to_dict()
+    report.reach = reach_of(status, bool(switch.redis_url))
     report.degraded.extend(status.degraded)
-    report.step(("kill switch was already engaged since " + _iso(status.since_ms) if before.engaged
-                 else "kill switch engaged") + f" ({status.source or 'file'})")
+    if switch.redis_url:
+        report.step("redis: kill switch key set and published" if "redis" in status.written
+                    else f"redis: NOT told ({'; '.join(d for d in status.degraded if d.startswith('redis'))})")
+    report.step(("kill switch was already engaged since " + _iso(status.since_ms) if status.was_engaged
+                 else "kill switch engaged") + f" ({status.source or 'nowhere'}; reach: {report.reach})")
+    if report.reach == REACH_NOTHING:
+        report.failures.append("the kill switch is NOT engaged anywhere: " + "; ".join(status.degraded))
+    elif report.reach == REACH_THIS_HOST:
+        report.notes.append("bots on other hosts were NOT told (Redis could not be written): "
+                            "run `sigmax panic` again once Redis answers, or stop them by hand")
+    elif report.reach == REACH_REDIS_ONLY:
+        report.notes.append("the local kill-switch file could not be written: bots on this host that do not "
+                            "read Redis were NOT told")
 
-    ledger_symbols = _ledger_record(settings, report, "killswitch.engaged", f"kill switch engaged by {by}: {reason}")
-
+    # the ledger (a fresh SQLite schema, or a PostgreSQL connect timeout) must not hold the
+    # exchange up: it runs beside it, and the symbols it adds are cleared when they arrive
+    ledger_pool = ThreadPoolExecutor(1)
+    ledger_symbols = ledger_pool.submit(_ledger_record, settings, report, "killswitch.engaged",
+                                        f"kill switch engaged by {by}: {reason}")
+    ledger_pool.shutdown(wait=False)
     if exchange is None and settings.api_key is not None:
         try:
             from sigmax_cli.exchange.client import exchange_from_settings
@@ -149,11 +218,12 @@ def panic(settings, reason: str, *, flatten: bool = False, exchange: Any = None,
         except SigmaxError as exc:
             report.failures.append(f"exchange: {exc.sentence()}")
     if exchange is not None:
-        report.symbols = list(dict.fromkeys([*settings.symbols, *ledger_symbols]))
-        _clear_exchange(report, exchange, flatten, retry, sleep)
+        report.symbols = list(dict.fromkeys(settings.symbols))
+        _clear_exchange(report, exchange, flatten, retry, sleep, more_symbols=ledger_symbols)
     elif not report.failures:
         report.notes.append("no exchange keys configured (SIGMAX_API_KEY): nothing to cancel on an exchange; "
                             "paper bots cancel their own orders when they halt")
+    ledger_symbols.result()
     _alert(settings, report, "killswitch.engaged", "critical", f"PANIC: kill switch engaged by {by}",
            f"{reason} (outcome {report.outcome}; {len(report.cancelled)} orders cancelled)")
     report.finished_ms = _now_ms()
@@ -213,79 +283,112 @@ def _ledger_record(settings, report: IncidentReport, kind: str, message: str, le
     return symbols
 
 
-def _clear_exchange(report: IncidentReport, exchange: Any, flatten: bool, retry: Any, sleep) -> None:
+def _clear_exchange(report: IncidentReport, exchange: Any, flatten: bool, retry: Any, sleep,
+                    more_symbols: Any = None) -> None:
+    """Load markets, then every symbol at once (and the balances before, beside them), then
+    the balances after. ``more_symbols`` (a future of a symbol list: the ledger's) adds
+    symbols as soon as it is done, cleared beside the others. ccxt's client-side request
+    spacing is off for this burst: a dozen requests, under 100 of Binance's 6,000 weight a
+    minute, and a 429 is still retried with back-off; with it on, the parallel symbols would
+    queue one behind another."""
     from sigmax_cli.exchange.errors import RetryPolicy
 
     retry = retry or RetryPolicy(attempts=4, base_delay=0.25, max_delay=4.0)
     counter = _CountingExchange(exchange)
     report.exchange = getattr(exchange, "id", "exchange")
+    throttled = getattr(exchange, "enableRateLimit", False)
+    exchange.enableRateLimit = False
     try:
-        retry.call(exchange, "load_markets")
-        report.balances_before = _balances(retry, exchange)
-        report.step("exchange: markets and balances loaded")
-    except SigmaxError as exc:
-        report.failures.append(f"exchange: {exc.sentence()}")
-        report.step("exchange: unreachable")
-        report.round_trips = counter.calls
-        return
-    has_cancel_all = bool(exchange.has.get("cancelAllOrders"))
-    if report.symbols:  # every symbol at once: the stop takes as long as the slowest symbol, not their sum
-        with ThreadPoolExecutor(min(SYMBOL_WORKERS, len(report.symbols))) as pool:
-            list(pool.map(lambda symbol: _clear_symbol(report, exchange, symbol, retry, has_cancel_all, sleep),
-                          report.symbols))
+        try:
+            retry.call(exchange, "load_markets")
+            report.step("exchange: markets loaded")
+        except SigmaxError as exc:
+            report.failures.append(f"exchange: {exc.sentence()}")
+            report.step("exchange: unreachable")
+            return
+        has_cancel_all = bool(exchange.has.get("cancelAllOrders"))
+        with ThreadPoolExecutor(SYMBOL_WORKERS + 1) as pool:
+            before = pool.submit(_balances, retry, exchange)  # cancels move no total balance: read it beside them
+            jobs = [pool.submit(_clear_symbol, report, exchange, symbol, retry, has_cancel_all, sleep)
+                    for symbol in report.symbols]
+            if more_symbols is not None:
+                extra = [s for s in more_symbols.result() if s not in report.symbols]
+                report.symbols.extend(extra)
+                jobs += [pool.submit(_clear_symbol, report, exchange, symbol, retry, has_cancel_all, sleep)
+                         for symbol in extra]
+            for job in jobs:
+                job.result()
+            try:
+                report.balances_before = before.result()
+            except SigmaxError as exc:
+                report.degraded.append(f"balances before: {exc.sentence()}")
         order = {symbol: n for n, symbol in enumerate(report.symbols)}  # the report lists symbols in order
         report.cancelled.sort(key=lambda c: order.get(c["symbol"], len(order)))
         report.remaining_open_orders = {s: report.remaining_open_orders[s] for s in report.symbols
                                         if s in report.remaining_open_orders}
-    if flatten:
-        _flatten(report, exchange, retry)
-    try:
-        report.balances_after = _balances(retry, exchange)
-    except SigmaxError as exc:
-        report.failures.append(f"balances after: {exc.sentence()}")
-    report.round_trips = counter.calls
+        if flatten:
+            _flatten(report, exchange, retry)
+        try:
+            report.balances_after = _balances(retry, exchange)
+        except SigmaxError as exc:
+            report.degraded.append(f"balances after: {exc.sentence()}")
+    finally:
+        exchange.enableRateLimit = throttled
+        report.round_trips = counter.calls
 
 
 def _clear_symbol(report: IncidentReport, exchange: Any, symbol: str, retry: Any, has_cancel_all: bool,
                   sleep) -> None:
+    """Cancel and verify one symbol. With cancel-all (Binance ``DELETE openOrders``): one
+    request cancels and lists what it cancelled, one ``fetch_open_orders`` verifies: two round
+    trips when the first round clears it. Without: list, cancel each in parallel, verify."""
+    from sigmax_cli.errors import OrderRejected
+
     seen: set[str] = set()
+
+    def record(orders: list[dict[str, Any]]) -> None:
+        for order in orders:
+            if order.get("id") not in seen:
+                seen.add(order.get("id"))
+                report.cancelled.append({"symbol": symbol, "id": order.get("id"),
+                                         "client_order_id": order.get("clientOrderId"), "side": order.get("side"),
+                                         "amount": order.get("amount"), "price": order.get("price")})
+
+    open_orders: list[dict[str, Any]] | None = None  # as last listed; None: not listed yet
     for round_no in range(VERIFY_ROUNDS):
         if round_no >= 2:  # the first cancel is verified at once; later rounds back off
             sleep(ROUND_BACKOFF_S * 2 ** (round_no - 2))
+        if has_cancel_all:
+            try:
+                answer = retry.call(exchange, "cancel_all_orders", symbol)
+                cancelled = [o for o in answer if isinstance(o, dict)] if isinstance(answer, list) else []
+                record(cancelled)
+                report.step(f"{symbol}: cancel-all cancelled {len(cancelled)} orders")
+            except OrderRejected:
+                report.step(f"{symbol}: cancel-all found no open order")  # Binance -2011 on an empty book
+            except SigmaxError as exc:
+                report.step(f"{symbol}: cancel-all failed ({exc.cause}); verifying")
+        elif open_orders:
+            with ThreadPoolExecutor(PER_ORDER_WORKERS) as pool:
+                list(pool.map(lambda o: _cancel_one(retry, exchange, o["id"], symbol), open_orders))
+            record(open_orders)
+            report.step(f"{symbol}: {len(open_orders)} cancels sent")
         try:
             open_orders = retry.call(exchange, "fetch_open_orders", symbol)
         except SigmaxError as exc:
             report.step(f"{symbol}: fetching open orders failed ({exc.cause})")
+            open_orders = None
             continue
         if not open_orders:
             report.remaining_open_orders[symbol] = 0
             report.step(f"{symbol}: verified zero open orders")
             return
-        for order in open_orders:
-            if order["id"] not in seen:
-                seen.add(order["id"])
-                report.cancelled.append({"symbol": symbol, "id": order["id"],
-                                         "client_order_id": order.get("clientOrderId"), "side": order.get("side"),
-                                         "amount": order.get("amount"), "price": order.get("price")})
-        try:
-            if has_cancel_all:
-                retry.call(exchange, "cancel_all_orders", symbol)
-                report.step(f"{symbol}: cancel-all sent for {len(open_orders)} open orders")
-            else:
-                with ThreadPoolExecutor(PER_ORDER_WORKERS) as pool:
-                    list(pool.map(lambda o: _cancel_one(retry, exchange, o["id"], symbol), open_orders))
-                report.step(f"{symbol}: {len(open_orders)} cancels sent")
-        except SigmaxError as exc:
-            report.step(f"{symbol}: cancel failed ({exc.cause}); verifying again")
-    try:
-        left = retry.call(exchange, "fetch_open_orders", symbol)
-    except SigmaxError as exc:
-        report.failures.append(f"{symbol}: could not verify open orders ({exc.cause})")
+    if open_orders is None:
+        report.failures.append(f"{symbol}: could not verify open orders")
         report.remaining_open_orders[symbol] = -1
         return
-    report.remaining_open_orders[symbol] = len(left)
-    if left:
-        report.failures.append(f"{symbol}: {len(left)} open orders remain after {VERIFY_ROUNDS} rounds")
+    report.remaining_open_orders[symbol] = len(open_orders)
+    report.failures.append(f"{symbol}: {len(open_orders)} open orders remain after {VERIFY_ROUNDS} rounds")
 
 
 def _cancel_one(retry: Any, exchange: Any, order_id: str, symbol: str) -> None:
@@ -357,6 +460,7 @@ def incident_markdown(report: IncidentReport) -> str:
              f"* **Kill switch:** engaged since {_iso(report.killswitch.get('since_ms'))} "
              f"({report.killswitch.get('source') or 'file'})"
              + (" (it was already engaged)" if report.already_engaged else ""),
+             f"* **Reach:** {report.reach}",
              f"* **Exchange:** {report.exchange or 'none configured'}; round trips: {report.round_trips}", ""]
     lines += ["## Timeline", "", "| time (UTC) | step |", "|---|---|"]
     lines += [f"| {_iso(t['ts_ms'])} | {t['step']} |" for t in report.timeline]
@@ -383,10 +487,15 @@ def incident_markdown(report: IncidentReport) -> str:
 
 
 def release(settings, reason: str) -> KillSwitchStatus:
-    """Release the kill switch with a reason, recorded in the ledger (when reachable).
+    """Release the kill switch with a reason: a release record in the file, then in Redis
+    (bots resume when they see it), recorded in the ledger (when reachable).
+
+    ``written`` of the result names the stores the release reached; with Redis configured
+    but not reached, bots on other hosts stay halted (:func:`reach_of` gives
+    ``REACH_THIS_HOST``).
 
     Raises:
-        ConfigError: no reason, or the kill-switch file cannot be removed.
+        ConfigError: no reason, or the kill-switch file cannot be written (nothing released).
     """
     switch = KillSwitch.from_settings(settings)
     status = switch.release(reason, who())

@@ -17,6 +17,13 @@ PyPI JSON API answering 404 on our machines) pip-audit marks it skipped and stil
 ``not-audited`` finding (medium), and a run in which no package at all could be audited,
 or pip-audit could not reach the service, is a :class:`~sigmax_cli.security.base.ScanFailure`.
 
+pip-audit also aborts its whole run when the service fails on *one* package (an HTTP 500 for
+that query: ``ServiceError``, no JSON at all). Then the packages are audited again in halves
+(bisection, at most ``MAX_AUDIT_RUNS`` pip-audit runs): every package that still fails on its
+own is a ``not-audited`` finding naming pip-audit's reason, and the rest are audited as usual.
+An environment audit is bisected over its installed distributions (editable ones left out,
+as ``--skip-editable`` does).
+
 Severity of a vulnerability: the OSV record's ``database_specific.severity`` (GitHub's
 rating: LOW, MODERATE, HIGH, CRITICAL -> low, medium, high, critical), read from the same
 service (``GET /v1/vulns/<id>``); ``high`` when the service gives no rating.
@@ -55,6 +62,20 @@ EDITABLE_SKIP = "distribution marked as editable"
 UNREACHABLE_MARKERS = ("ConnectionError", "ConnectTimeout", "Max retries exceeded", "Failed to establish",
                        "NameResolutionError", "ReadTimeout", "Could not connect")
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+MAX_AUDIT_RUNS = 48
+"""pip-audit runs spent isolating the packages a service fails on (about 2 log2(n) per bad
+package); past it, the packages of the groups still failing are each a finding."""
+_ENVIRONMENT = (
+    "import importlib.metadata as m, json\n"
+    "out = {}\n"
+    "for d in m.distributions():\n"
+    "    name = d.metadata['Name']\n"
+    "    direct = d.read_text('direct_url.json')\n"
+    "    editable = bool(direct and json.loads(direct).get('dir_info', {}).get('editable'))\n"
+    "    if name and not editable:\n"
+    "        out[name.lower()] = f'{name}=={d.version}'\n"
+    "print(json.dumps(sorted(out.values())))\n"
+)
 
 
 @dataclass(frozen=True)
@@ -129,10 +150,20 @@ class DependencyScanner(Scanner):
                 return ScanResult(TOOL, (), (f"no requirements*.txt or Python project at {path}: "
                                              "no dependency to audit",), time.perf_counter() - started)
             outcome = self._run_pip_audit(args, Path(tmp))
+            failed: list[tuple[str, str]] = []
+            if isinstance(outcome, str) and outcome.startswith("pip-audit failed"):  # one package may break it
+                lines = ([p.line for p in pinned] if requirement_files else self._environment_lines())
+                if len(lines) > 1:
+                    outcome, failed = self._bisect(lines, Path(tmp), outcome)
         if isinstance(outcome, str):
             return ScanFailure(TOOL, outcome, self._fix(outcome), time.perf_counter() - started)
         result = self.interpret(outcome, path, subject, where, notes)
         findings.extend(result.findings)
+        if failed:
+            pyproject = (path if path.is_dir() else path.parent) / "pyproject.toml"
+            findings.extend(self._failed(line, reason, where, path, pyproject) for line, reason in failed)
+            result = ScanResult(TOOL, result.findings, (*result.notes, f"pip-audit failed on {len(failed)} "
+                                "package(s) and was run again without them"))
         if isinstance(result, ScanFailure):
             return ScanFailure(TOOL, result.reason, result.fix, time.perf_counter() - started)
         return ScanResult(TOOL, tuple(findings), result.notes, time.perf_counter() - started)
@@ -247,8 +278,68 @@ class DependencyScanner(Scanner):
             return "pip-audit is not installed"
         if any(marker in stderr for marker in UNREACHABLE_MARKERS):
             return f"pip-audit could not reach the vulnerability service, {self.service_label}"
-        last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), f"exit {proc.returncode}")
+        lines = stderr.splitlines()
+        http = next((ln.split("HTTPError:", 1)[1].strip() for ln in lines if "HTTPError:" in ln), None)
+        last = http or next((ln.strip() for ln in reversed(lines) if ln.strip()), f"exit {proc.returncode}")
         return f"pip-audit failed ({last[:240]})"
+
+    def _environment_lines(self) -> list[str]:
+        """``name==version`` of every distribution installed in :attr:`python`'s environment
+        but the editable ones; empty when they cannot be listed."""
+        try:
+            proc = subprocess.run([self.python, "-c", _ENVIRONMENT], capture_output=True,  # noqa: S603
+                                  text=True, timeout=120, check=False)
+            return [str(line) for line in json.loads(proc.stdout)]
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return []
+
+    def _bisect(self, lines: list[str], cache: Path, first_failure: str) -> tuple[dict[str, Any] | str,
+                                                                                   list[tuple[str, str]]]:
+        """Audit ``lines`` (pinned requirements) in ever smaller groups until every package
+        pip-audit fails on is isolated; returns the merged document of the groups that
+        passed (or ``first_failure`` when none did) and ``[(line, reason)]`` of the packages
+        that failed alone (or were left in a failing group when the run budget ran out)."""
+        merged: dict[str, Any] = {"dependencies": [], "fixes": []}
+        failed: list[tuple[str, str]] = []
+        budget = [MAX_AUDIT_RUNS]
+        passed = [False]
+        listing = cache / "bisect.txt"
+
+        def audit(group: list[str], reason: str) -> None:
+            if len(group) == 1 or budget[0] <= 0:
+                failed.extend((line, reason) for line in group)
+                return
+            for half in (group[: len(group) // 2], group[len(group) // 2:]):
+                budget[0] -= 1
+                listing.write_text("".join(f"{line}\n" for line in half), encoding="utf-8")
+                outcome = self._run_pip_audit(["-r", str(listing), "--no-deps", "--disable-pip"], cache)
+                if isinstance(outcome, dict):
+                    passed[0] = True
+                    merged["dependencies"].extend(outcome.get("dependencies", []))
+                    merged["fixes"].extend(outcome.get("fixes", []))
+                elif outcome.startswith("pip-audit failed"):
+                    audit(half, outcome)
+                else:  # the service went away meanwhile: nothing more can be told
+                    failed.extend((line, outcome) for line in half)
+
+        audit(lines, first_failure)
+        return (merged if passed[0] else first_failure), failed
+
+    def _failed(self, line: str, reason: str, where: dict[str, Pinned], root: Path, pyproject: Path) -> Finding:
+        """A ``not-audited`` finding for a package pip-audit failed on (``reason``: its error)."""
+        name, _, rest = line.partition("==")
+        version = rest.split(";", 1)[0].strip()
+        path, lineno = self._where(name, where, root, pyproject)
+        why = reason.removeprefix("pip-audit failed (").removesuffix(")")
+        return Finding(
+            rule_id="not-audited", tool=TOOL, severity=Severity.medium,
+            message=f"{name} {version} could not be audited: pip-audit failed on it against {self.service_label} "
+                    f"({why})",
+            fix="try again later or with another --osv-url; if it keeps failing, audit it by hand and put it "
+                "in the baseline with a reason",
+            path=path, line=lineno, fingerprint=fingerprint(TOOL, "not-audited", path, name.strip().lower()),
+            title="package not audited",
+        )
 
     def _fix(self, reason: str) -> str:
         if "not installed" in reason:

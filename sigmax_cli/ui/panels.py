@@ -259,9 +259,13 @@ def fills_panel(snapshot: EngineSnapshot, limit: int = 50) -> Panel:
     return Panel(body, title=f"Recent fills ({snapshot.fills_total} total)", title_align="left")
 
 
+KILLSWITCH_STYLES = {"RELEASED": "green", "ENGAGED": "bold red", "UNKNOWN": "bold magenta"}
+
+
 def risk_panel(snapshot: EngineSnapshot) -> Panel:
     """Equity, peak, drawdown %, daily P&L against the daily loss limit, trading state, and
-    the symbols whose exits are blocked (``exit_blocked``)."""
+    the symbols whose exits are blocked (``exit_blocked``), and the kill switch (ENGAGED /
+    RELEASED / UNKNOWN, with why) when the run watches one."""
     risk = snapshot.risk
     if risk is None:
         return Panel(_empty("no risk state yet"), title="Risk", title_align="left")
@@ -275,6 +279,11 @@ def risk_panel(snapshot: EngineSnapshot) -> Panel:
         grid.add_row("Reason", Text(risk.state_reason))
     if risk.exits_blocked:
         grid.add_row("Exit blocked", Text(", ".join(risk.exits_blocked), style="bold red"))
+    if risk.killswitch is not None:
+        switch = Text(risk.killswitch, style=KILLSWITCH_STYLES.get(risk.killswitch, "bold"))
+        if risk.killswitch != "RELEASED" and risk.killswitch_detail:
+            switch.append(f" ({risk.killswitch_detail})")
+        grid.add_row("Kill switch", switch)
     grid.add_row("Equity", fmt_money(risk.equity))
     grid.add_row("Peak", fmt_money(risk.peak_equity))
     grid.add_row("Drawdown", Text(f"{risk.drawdown_pct:.2f}%",

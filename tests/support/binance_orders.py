@@ -40,7 +40,8 @@ Behaviour follows Binance where a client can notice it:
   drive partial fills with :meth:`SpotAccount.fill`, and thin books with ``thin_market``
   (the next market orders fill only that fraction and end EXPIRED, as Binance does when the
   book runs out). Commission (``commission``, a fraction) is charged in the asset received:
-  base on a buy, quote on a sell (Binance without BNB).
+  base on a buy, quote on a sell (Binance without BNB), rounded to the 8 decimals it reports
+  (the account moves by exactly the reported commission, as on Binance).
 
 Ambiguous outcomes on demand (``after_accept``, one entry per accepted order): ``"drop"``
 creates the order and closes the connection without an answer; ``("timeout", s)`` creates
@@ -48,6 +49,21 @@ it and sends nothing for ``s`` seconds (past the client's timeout), then closes;
 creates it and answers HTTP 500 -1000. The request log of the emulator records such a
 request only once its handler returns. ``on_accept`` is called with each new order before the answer
 (a test can block there, e.g. to SIGKILL the client in that window).
+
+Late arrival (``arrive_late``, one entry per order request, a margin in ms): the request is
+held as if in transit and reaches the exchange ``margin`` ms before the last moment it can
+be accepted (its signed ``timestamp`` + ``recvWindow`` on the exchange's clock, which runs
+``skew_ms`` from the wall clock). It is judged and processed at that simulated arrival
+time (so it is accepted however the test machine schedules threads), long after the
+client's timeout: its answer is lost. Each such request is recorded in :attr:`SpotAccount.
+late` (stamp, recvWindow, arrival and deadline as wall-clock ms, accepted or not) and sets
+:attr:`SpotAccount.late_done`.
+
+Commission asset (``commission_asset``): ``None`` charges the asset received (above);
+``"base"`` charges the base asset on both sides (a sell then gives up ``qty + fee`` base and
+receives the full notional); any other asset name (``"BNB"``) charges that asset at
+``bnb_price`` quote per unit (``commission * notional / bnb_price``), as Binance does with
+its BNB fee discount.
 """
 
 from __future__ import annotations
@@ -135,6 +151,11 @@ class SpotAccount:
     on_accept: Callable[[dict[str, Any]], None] | None = None
     markets: dict[str, tuple[str, str]] = field(default_factory=dict)
     _trade_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
+    arrive_late: deque = field(default_factory=deque)
+    late: list[dict[str, Any]] = field(default_factory=list)
+    late_done: threading.Event = field(default_factory=threading.Event)
+    commission_asset: str | None = None
+    bnb_price: float = 300.0
 
     # ---------------------------------------------------------------- queries
     def now(self) -> int:
@@ -166,19 +187,30 @@ class SpotAccount:
         """Trade ``qty`` of ``order`` at ``price``: balances, trade record, status (lock held)."""
         now = self.now()
         notional = qty * price
+        commission = self.commission
+        third = self.commission_asset not in (None, "base")
+        if third:  # e.g. BNB: the fee leaves that asset's wallet, the trade itself is untouched
+            fee, fee_asset = float(_fmt(notional * commission / self.bnb_price)), str(self.commission_asset)
+            self.balances.setdefault(fee_asset, [0.0, 0.0])[0] -= fee
         if order["side"] == "BUY":
             reserved = qty * (order["price"] if order["type"] == "LIMIT" else price)
             self.balances[quote][1] -= reserved
             self.balances[quote][0] += reserved - notional
-            fee, fee_asset = qty * self.commission, base
-            self.balances[base][0] += qty - fee
+            if not third:
+                fee, fee_asset = float(_fmt(qty * commission)), base
+            self.balances[base][0] += qty - (fee if fee_asset == base else 0.0)
         else:
             self.balances[base][1] -= qty
-            fee, fee_asset = notional * self.commission, quote
-            self.balances[quote][0] += notional - fee
-        order["executed"] += qty
+            if self.commission_asset == "base":
+                fee, fee_asset = float(_fmt(qty * commission)), base
+                self.balances[base][0] -= fee
+            elif not third:
+                fee, fee_asset = float(_fmt(notional * commission)), quote
+            self.balances[quote][0] += notional - (fee if fee_asset == quote else 0.0)
+        done = order["executed_d"] = order.get("executed_d", Decimal(0)) + Decimal(repr(qty))  # exact, as Binance
+        order["executed"] = float(done)
         order["cum_quote"] += notional
-        order["status"] = "FILLED" if order["qty"] - order["executed"] <= 1e-12 else "PARTIALLY_FILLED"
+        order["status"] = "FILLED" if done >= Decimal(repr(order["qty"])) else "PARTIALLY_FILLED"
         order["updateTime"] = now
         trade = {"symbol": order["symbol"], "id": next(self._trade_ids), "orderId": order["orderId"],
                  "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty), "quoteQty": _fmt(notional),
@@ -194,7 +226,8 @@ class SpotAccount:
             order = next(o for o in self.orders.values()
                          if o["clientOrderId"] == client_order_id and o["status"] in ACTIVE)
             base, quote = self.markets[order["symbol"]]
-            qty = min(qty, order["qty"] - order["executed"])
+            left = Decimal(repr(order["qty"])) - order.get("executed_d", Decimal(0))
+            qty = float(min(Decimal(repr(qty)), left))
             self.execute(order, qty, price if price is not None else order["price"], True, base, quote)
             return order
 
@@ -232,7 +265,7 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
     filters = {s["symbol"]: {f["filterType"]: f for f in s.get("filters", [])}
                for s in emulator.exchange_info["symbols"]}
 
-    def authorised(request: Request) -> Response | None:
+    def authorised(request: Request, server_ms: int | None = None) -> Response | None:
         key = request.headers.get("X-MBX-APIKEY") or request.headers.get("x-mbx-apikey")
         if not account.api_keys:
             if not key:
@@ -253,7 +286,7 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
             return Response.error(-1100, "Illegal characters found in parameter 'timestamp'.")
         if window > 60_000:
             return Response.error(-1131, "recvWindow must be less than 60000")
-        server = _wall_ms() + account.skew_ms
+        server = server_ms if server_ms is not None else _wall_ms() + account.skew_ms
         if stamp >= server + 1000:
             return Response.error(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - stamp > window:
@@ -331,8 +364,36 @@ def install(emulator: BinanceEmulator, account: SpotAccount, markets: dict[str, 
         return None
 
     def new_order(request: Request) -> Response:
+        late = account.arrive_late.popleft() if account.arrive_late else None
+        if late is not None:
+            return late_order(request, float(late))
         if (denied := authorised(request)) is not None:
             return denied
+        return place(request)
+
+    def late_order(request: Request, margin_ms: float) -> Response:
+        """Hold the request in transit until ``margin_ms`` before its acceptance deadline,
+        judge and process it as arriving then, and lose its answer."""
+        try:
+            stamp = int(request.params["timestamp"])
+            window = int(request.params.get("recvWindow", DEFAULT_RECV_WINDOW_MS))
+        except (KeyError, ValueError):
+            return Response.error(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or "
+                                  "malformed.")
+        arrival_server = stamp + window - int(margin_ms)
+        arrival_wall = arrival_server - account.skew_ms
+        time.sleep(max(0.0, (arrival_wall - _wall_ms()) / 1000.0))
+        denied = authorised(request, server_ms=arrival_server)
+        resp = denied if denied is not None else place(request)
+        account.late.append({"client_order_id": request.params.get("newClientOrderId"), "stamp": stamp,
+                             "recv_window": window, "arrival_wall_ms": arrival_wall,
+                             "deadline_wall_ms": stamp + window - account.skew_ms,
+                             "accepted": denied is None and resp.status == 200})
+        account.late_done.set()
+        _drop_connection()  # the client gave up long ago
+        return resp
+
+    def place(request: Request) -> Response:
         p = request.params
         if p.get("symbol") not in markets:
             return Response.error(-1121, "Invalid symbol.")
@@ -546,14 +607,20 @@ SPOT_MARKETS = {"BTCUSDT": ("BTC", "USDT"), "ETHUSDT": ("ETH", "USDT")}
 
 
 def spot_exchange(data_dir: Any, candles: list[Candles], *, clock: Callable[[], int] | None = None,
-                  balances: dict[str, list[float]] | None = None, commission: float = 0.001
-                  ) -> tuple[BinanceEmulator, SpotAccount]:
+                  balances: dict[str, list[float]] | None = None, commission: float = 0.001,
+                  extra_markets: list[dict[str, Any]] | None = None) -> tuple[BinanceEmulator, SpotAccount]:
     """A started emulator with the account installed, keys checked as Binance does, the
-    ``candles`` served and filled against, its market clock ``clock``. Stop it after use."""
+    ``candles`` served and filled against, its market clock ``clock``. ``extra_markets``:
+    raw exchangeInfo ``symbols[]`` entries (see :func:`spot_market`) traded beside BTC and
+    ETH. Stop it after use."""
     account = SpotAccount(balances=balances or {"USDT": [10_000.0, 0.0], "BTC": [0.0, 0.0], "ETH": [0.0, 0.0]},
                           api_keys={TEST_KEY: TEST_SECRET}, clock=clock, commission=commission)
     emulator = BinanceEmulator(data_dir, clock=clock)
-    install(emulator, account, dict(SPOT_MARKETS))
+    markets = dict(SPOT_MARKETS)
+    for raw in extra_markets or ():
+        emulator.add_market(raw)
+        markets[raw["symbol"]] = (raw["baseAsset"], raw["quoteAsset"])
+    install(emulator, account, markets)
     for c in candles:
         serve_candles(emulator, account, c)
     emulator.start()
@@ -561,6 +628,22 @@ def spot_exchange(data_dir: Any, candles: list[Candles], *, clock: Callable[[], 
     # of the headers (~40 ms a request), which would make a 500-tick soak crawl.
     emulator._server.RequestHandlerClass.disable_nagle_algorithm = True
     return emulator, account
+
+
+def spot_market(base: str, quote: str = "USDT", *, step: str = "0.00001000", tick: str = "0.01000000",
+                max_qty: str = "9000.00000000", min_notional: str = "5.00000000") -> dict[str, Any]:
+    """A raw exchangeInfo ``symbols[]`` entry of a spot market ``base``+``quote`` with these
+    LOT_SIZE step/max, PRICE_FILTER tick and NOTIONAL minimum (Binance's strings)."""
+    return {"symbol": base + quote, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
+            "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": False,
+            "ocoAllowed": False, "quoteOrderQtyMarketAllowed": True, "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False, "permissions": ["SPOT"],
+            "filters": [{"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000",
+                         "tickSize": tick},
+                        {"filterType": "LOT_SIZE", "minQty": step, "maxQty": max_qty, "stepSize": step},
+                        {"filterType": "NOTIONAL", "minNotional": min_notional, "applyMinToMarket": True,
+                         "maxNotional": "9000000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5}]}
 
 
 def connect(emulator: BinanceEmulator, *, key: str = TEST_KEY, secret: str = TEST_SECRET, timeout_ms: int = 2000,

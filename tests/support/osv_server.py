@@ -12,6 +12,10 @@ normalisation, ecosystem exactly) and the version is listed in ``versions`` or f
 ``ECOSYSTEM`` range (``introduced`` <= version < ``fixed``, or <= ``last_affected``), as
 the OSV schema defines. Every request lands in :attr:`OsvServer.log`.
 
+A package named in :attr:`OsvServer.failing` (PEP 503 name) gets ``500 {"code": 13,
+"message": "Internal error."}`` instead, as the real service answers when it breaks on one
+package; pip-audit then aborts its whole run.
+
     with OsvServer() as osv:
         osv.query_url   # http://127.0.0.1:PORT/v1/query
 
@@ -76,6 +80,7 @@ class OsvServer:
     def __init__(self, advisories: Path = ADVISORIES, port: int = 0) -> None:
         self.records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(advisories.glob("*.json"))]
         self.log: list[tuple[str, str, Any]] = []
+        self.failing: set[str] = set()
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -121,6 +126,9 @@ class OsvServer:
                     self._send(400, {"code": 3, "message": "Invalid query."})
                     return
                 package = query["package"]
+                if canonicalize_name(str(package.get("name", ""))) in server.failing:
+                    self._send(500, {"code": 13, "message": "Internal error."})
+                    return
                 vulns = [r for r in server.records
                          if affects(r, package.get("name", ""), package.get("ecosystem", ""), str(query["version"]))]
                 self._send(200, {"vulns": vulns} if vulns else {})
