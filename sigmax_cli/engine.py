@@ -31,7 +31,7 @@ from typing import Any
 
 from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Broker, BrokerUpdate, Order, OrderRequest
 from sigmax_cli.data.timeframes import iso_week, timeframe_to_ms, utc_day
-from sigmax_cli.errors import OrderRejected, RiskBlocked
+from sigmax_cli.errors import LedgerUnavailable, OrderRejected, RiskBlocked
 from sigmax_cli.feeds import Feed
 from sigmax_cli.invariants import check_run, holdings
 from sigmax_cli.ledger import Ledger
@@ -67,6 +67,8 @@ class EngineConfig:
         speed: replay speed as a multiple of real time; 0 = as fast as possible.
         max_bars: stop after this many bars (all symbols counted), ``None`` = all.
         heartbeat_s: seconds between heartbeats written to the ledger.
+        ledger_grace_s: seconds a ledger outage may last (trading HALTED, rows kept in
+            memory, writes retried) before the run gives up (``ledger.outage_grace_seconds``).
         max_consecutive_rejections: rejections in a row of one symbol, side and cause before
             the engine alerts, backs off and (for an exit) blocks entries on the symbol.
     """
@@ -85,6 +87,7 @@ class EngineConfig:
     speed: float = 0.0
     max_bars: int | None = None
     heartbeat_s: float = 10.0
+    ledger_grace_s: float = 300.0
     max_consecutive_rejections: int = 3
 
 
@@ -201,6 +204,9 @@ class Engine:
         self._bench_share = config.initial_equity / max(len(self.symbols), 1)
         self._started = 0.0
         self._bot_id = f"{config.mode}:{socket.gethostname()}:{config.run_id}"
+        self.on_ledger_wait: Any = None
+        """Called (no arguments) when trading halts for a ledger outage and after each retry,
+        so that what does not go through the ledger (Redis heartbeat, metrics) shows HALTED."""
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> RunSummary:
@@ -210,16 +216,27 @@ class Engine:
         the kill switch still holds trading HALTED: engaged or unknown), ``interrupted`` (stop
         set from outside) or ``failed`` (an exception, re-raised after the ledger is made
         consistent). The ledger is flushed and the run row updated in every case.
+
+        When the ledger stops answering, trading is HALTED (rule ``ledger``) after the current
+        bar and the loop waits, rows kept in memory, while the writes are retried; it resumes
+        when they succeed (:meth:`_ride_out_ledger`).
+
+        Raises:
+            LedgerUnavailable: the ledger did not answer for ``ledger_grace_s`` seconds; the
+                run is recorded ``failed`` (or spilled for the next start, see
+                :meth:`~sigmax_cli.ledger.store.Ledger.spill`).
         """
         cfg = self.cfg
         self._started = time.monotonic()
         last_beat = last_flush = self._started
-        self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running", self._beat_detail())
+        self._beat("running")
         self.observer.on_start(self.snapshot())
         status = "failed"
         step_s = (self.tf_ms / 1000.0 / cfg.speed) if cfg.speed > 0 else 0.0
         self._start_holdings = holdings(self.broker, self._assets())
         watchdog = self._start_watchdog(stop)
+        gave_up: LedgerUnavailable | None = None
+        final: LedgerUnavailable | None = None
         try:
             for step in self.feed.steps(stop):
                 t_step = time.monotonic()
@@ -232,32 +249,150 @@ class Engine:
                     self._housekeeping()
                     last_flush = now
                 if now - last_beat >= cfg.heartbeat_s:
-                    self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "running", self._beat_detail())
+                    self._beat("running")
                     last_beat = now
+                if self.ledger.outage is not None and not self._ride_out_ledger(step.ts_ms, stop):
+                    break  # stopped while the ledger was away
                 if cfg.max_bars is not None and self.bars_done >= cfg.max_bars:
                     break
                 if step_s and stop.wait(max(0.0, step_s - (now - t_step))):
                     break
             status = "interrupted" if stop.is_set() else "halted" if self._halted_by_killswitch() else "completed"
+        except LedgerUnavailable as exc:  # the outage outlasted its grace: recorded failed below
+            gave_up = exc
         finally:
             summary = self.summary(status)
             if watchdog is not None:
                 watchdog.set()
             try:
-                if status != "failed":
+                if status != "failed" and self.ledger.outage is None:
                     try:
-                        summary.invariants = self._check_invariants()
+                        with self.ledger.outage_guard():
+                            summary.invariants = self._check_invariants()
+                    except LedgerUnavailable:
+                        pass  # the ledger went away: not checked; the run's end rides the outage out below
                     except Exception as exc:  # noqa: BLE001 - the run's end must be recorded whatever happens here
                         summary.invariants = [f"invariants could not be checked ({type(exc).__name__}: {exc})"]
                 if self.alerts is not None:
                     self.alerts.close()
                     self._housekeeping()
-                self.ledger.finish_run(cfg.run_id, status, summary.to_dict(), self.first_bar_ms, self.last_bar_ms)
-                self.ledger.heartbeat(self._bot_id, cfg.run_id, cfg.mode, "stopped",
-                                      {"status": status, **self._beat_detail()})
+                final = self._record_finish(summary, wait=not stop.is_set())
+                self._beat("stopped", {"status": summary.status})
             finally:
                 self.observer.on_finish(self.snapshot())
+        if final is not None or gave_up is not None:
+            raise final or gave_up
         return summary
+
+    # -- the ledger ---------------------------------------------------------------------------
+    def _beat(self, status: str, extra: dict[str, Any] | None = None) -> None:
+        """Write the heartbeat, unless the ledger is away (its outage is handled between bars)."""
+        if self.ledger.outage is not None:
+            return
+        try:
+            self.ledger.heartbeat(self._bot_id, self.cfg.run_id, self.cfg.mode, status,
+                                  {**(extra or {}), **self._beat_detail()})
+        except LedgerUnavailable:
+            pass  # the next step rides the outage out
+
+    def _flush(self) -> None:
+        """Write the buffered rows now, unless the ledger is away (never raises for an outage)."""
+        if self.ledger.outage is None:
+            self.ledger.try_flush()
+
+    def _ride_out_ledger(self, ts: int, stop: threading.Event) -> bool:
+        """The ledger stopped answering: HALT trading (rule ``ledger``), keep every row in
+        memory and retry the writes with back-off for up to ``ledger_grace_s`` seconds from
+        the first failure, still obeying the kill switch; resume (ACTIVE) once they are written.
+
+        Returns:
+            True when the ledger is back and trading resumed; False when ``stop`` was set first
+            (the run then ends ``interrupted``, rows still buffered).
+
+        Raises:
+            LedgerUnavailable: the grace ran out.
+        """
+        ledger, grace = self.ledger, self.cfg.ledger_grace_s
+        outage = ledger.outage
+        if outage is None:
+            return True
+        reason = f"ledger unavailable: {outage.reason}"
+        self.guard.halt("ledger", reason)
+        self.trips.append({"ts_ms": ts, "rule": "ledger", "state": "HALTED", "reason": outage.reason,
+                           "since_ms": outage.since_ms})
+        self._event(ts, "critical", "risk.ledger",
+                    f"HALTED: {reason}; {ledger.buffered} rows kept in memory, retrying for up to {grace:g} s",
+                    {"since_ms": outage.since_ms, "grace_s": grace, "buffered": ledger.buffered})
+
+        def between_retries(_outage: Any = None) -> None:
+            if self.killswitch is not None:
+                self._obey_killswitch(ts)
+            self.observer.on_step(self.snapshot)
+            if self.on_ledger_wait is not None:
+                self.on_ledger_wait()
+
+        between_retries()
+        if not ledger.ride_out(grace, stop, on_retry=between_retries):
+            return False
+        down_s = (time.time() * 1000 - outage.since_ms) / 1000.0
+        for change in self.guard.release("ledger reachable again", rule="ledger"):
+            self._event(ts, "warning", f"risk.resumed.{change.rule}",
+                        f"ACTIVE: the ledger is reachable again after {down_s:.1f} s; every buffered row is written",
+                        {"since_ms": outage.since_ms, "down_s": round(down_s, 3)})
+        self._flush()
+        return True
+
+    def _record_finish(self, summary: RunSummary, wait: bool) -> LedgerUnavailable | None:
+        """Write the run's end. In a ledger outage, retry (when ``wait``) for the rest of the
+        grace; past it the run is ``failed`` (without ``wait``, stopped by hand, it keeps its
+        status): written if the ledger answers one last time, otherwise spilled to the state
+        directory for the next start.
+
+        Returns:
+            ``None`` when the run's end is written as ``summary.status``; otherwise the
+            :class:`LedgerUnavailable` to raise (its sentence says where the rows went).
+        """
+        ledger, cfg = self.ledger, self.cfg
+
+        def write(status: str, extra: dict[str, Any] | None = None) -> None:
+            ledger.finish_run(cfg.run_id, status, {**summary.to_dict(), "status": status, **(extra or {})},
+                              self.first_bar_ms, self.last_bar_ms)
+
+        try:
+            if ledger.outage is None:
+                write(summary.status)
+                return None
+        except LedgerUnavailable:
+            pass
+        if wait:
+            try:
+                if ledger.ride_out(cfg.ledger_grace_s):
+                    write(summary.status)
+                    return None
+            except LedgerUnavailable:
+                pass
+        outage = ledger.outage
+        reason = outage.reason if outage is not None else "unknown"
+        held_s = (time.time() * 1000 - outage.since_ms) / 1000.0 if outage is not None else 0.0
+        error = f"the ledger was unavailable for {held_s:.0f} s ({reason})"
+        if wait:  # the grace ran out: the run failed; stopped by hand (no wait), it stays interrupted
+            summary.status = "failed"
+        what = (f"the ledger at {_shown(ledger)} was unavailable for {held_s:.0f} s ({reason})"
+                + (", longer than ledger.outage_grace_seconds" if wait else " when the run was stopped"))
+        try:  # one last attempt; when it fails too the ledger keeps the run's end buffered for the spill
+            write(summary.status, {"error": error})
+            return LedgerUnavailable(what, f"run {cfg.run_id} is marked {summary.status} in the ledger; "
+                                           "start the bot again")
+        except LedgerUnavailable:
+            pass
+        rows = ledger.buffered
+        path = ledger.spill()
+        if path is not None:
+            kept = f"run {cfg.run_id} and its {rows} unwritten rows were saved to {path} and are recorded " \
+                   f"({summary.status}) when a bot next opens this ledger"
+        else:
+            kept = f"run {cfg.run_id} stays 'running' in the ledger and {rows} rows could not be saved"
+        return LedgerUnavailable(what, f"{kept}; start the database (or free disk space), then the bot again")
 
     def _step(self, ts: int, bars: list[Bar]) -> None:
         now = ts + self.tf_ms  # the bars closed at this time: decisions are made now
@@ -547,7 +682,7 @@ class Engine:
             self.alerts.notify(Alert(kind, "critical" if level == "critical" else "warning",
                                      f"{self.cfg.run_id}: {message}", "", ts, dict(data or {})))
         if level == "critical":
-            self.ledger.flush()  # a halt must be visible to monitor and health at once
+            self._flush()  # a halt must be visible to monitor and health at once
 
     def _start_watchdog(self, stop: threading.Event) -> threading.Event | None:
         """With alerts and a live feed, a thread that alerts when the exchange becomes
@@ -608,7 +743,7 @@ class Engine:
                 for alert in self._perf.check(stats):
                     self.alerts.notify(alert)
             record_history(self.ledger, self.cfg.run_id, self.alerts.drain_history())
-        self.ledger.flush()
+        self._flush()
 
     # -- reporting ---------------------------------------------------------------------------
     def summary(self, status: str) -> RunSummary:
@@ -661,3 +796,9 @@ class Engine:
             market=market, positions=positions, open_orders=orders, fills=list(self.recent_fills),
             risk=risk, events=list(self.recent_events), orders_total=self.orders, fills_total=self.fills,
         )
+
+
+def _shown(ledger: Ledger) -> str:
+    from sigmax_cli.settings import redact_url
+
+    return redact_url(ledger.url)

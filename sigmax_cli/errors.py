@@ -12,6 +12,7 @@ Grouping follows what the operator must do (after freqtrade's exception groups):
     ├── ConfigError          bad option, profile, env file, setting        exit 2
     ├── DataError            unreadable, corrupt or insufficient data      exit 65
     ├── LedgerError          ledger unreachable or incompatible            exit 69
+    │   └── LedgerUnavailable  the ledger stopped answering mid-run (rows kept buffered)
     ├── NotFoundError        an id / file the user named does not exist    exit 66
     ├── ExchangeError        exchange-side failure, a human must act       exit 69
     │   ├── TemporaryError   network blip, timeout, 5xx: retry with back-off
@@ -80,6 +81,12 @@ class LedgerError(SigmaxError):
     """The ledger database cannot be reached, or its schema is incompatible."""
 
     exit_code = 69  # EX_UNAVAILABLE
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger database stopped answering while a run wrote to it (server down, session
+    terminated, disk full). The rows it could not write stay buffered in the :class:`Ledger`;
+    a run halts and retries (``ledger.outage_grace_seconds``) before giving up with this."""
 
 
 class ExchangeError(SigmaxError):

@@ -37,11 +37,18 @@ from typing import Any
 
 from sigmax_cli.brokers.live import ExchangeStatus, LiveBroker
 from sigmax_cli.engine import Engine, EngineConfig, RunSummary
-from sigmax_cli.errors import AuthenticationError, ConfigError, SigmaxError, TemporaryError
+from sigmax_cli.errors import (
+    AuthenticationError,
+    ConfigError,
+    LedgerUnavailable,
+    OrderRejected,
+    SigmaxError,
+    TemporaryError,
+)
 from sigmax_cli.exchange.errors import RetryPolicy, api_url
 from sigmax_cli.logs import get_logger
 from sigmax_cli.markets import MarketRules
-from sigmax_cli.paper import new_run_id, refuse_if_killswitch_engaged
+from sigmax_cli.paper import new_run_id, refuse_if_killswitch_engaged, spill_dir
 from sigmax_cli.settings import Settings
 from sigmax_cli.snapshot import EventRow
 from sigmax_cli.telemetry import LiveMetrics, RedisHeartbeat
@@ -411,7 +418,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                   if s.redis_url is not None else None)
     warnings = list(plan.warnings)
     try:
-        with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, Ledger(s.ledger_url) as ledger:
+        with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, \
+                Ledger(s.ledger_url, spill_dir=spill_dir(s)) as ledger:
             params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "live": s.live.model_dump(),
                       "account": plan.account.to_dict()}
             ledger.start_run(run_id=run_id, mode=env, profile=s.profile, exchange=s.exchange,
@@ -423,7 +431,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
             def journal(order: Any) -> None:  # write-ahead: in the ledger before the exchange sees it
                 reconciler.record_order(order)
                 if order.status == "new":
-                    ledger.flush()
+                    _write_ahead(ledger, order)
 
             reconciler = Reconciler(broker, ledger, run_id=run_id, mode=env, exchange_id=s.exchange,
                                     symbols=list(plan.markets), unknown_orders=live.unknown_orders, emit=events)
@@ -458,18 +466,20 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 max_position_notional=s.risk.max_position_notional, taker_fee=taker,
                 slippage_bps=s.paper.slippage_bps, daily_loss_limit_pct=s.risk.daily_loss_limit_pct,
                 max_consecutive_rejections=s.risk.max_consecutive_rejections,
-                speed=0.0, max_bars=None, heartbeat_s=0.0)
+                speed=0.0, max_bars=None, heartbeat_s=0.0, ledger_grace_s=s.ledger.outage_grace_seconds)
             state: dict[str, Any] = {"ticks": 0, "connection": broker.exchange_status().connection, "stale": None}
 
             def on_tick(step: Any) -> None:
                 state["ticks"] += 1
                 _report_staleness(feed, step, now_fn(), tf_ms, stale_ms, backfill_until, events, state)
-                ledger.flush()
+                if ledger.outage is None:  # in an outage the engine halts and retries after this bar
+                    ledger.try_flush()
                 broker.begin_tick()
                 broker.exchange_balances()  # one read per tick: balances, and a sign of life of the exchange
-                if state["ticks"] > 1 and (state["ticks"] - 1) % live.reconcile_every_ticks == 0:
-                    report = reconciler.periodic()
-                    for problem in report.errors:
+                if state["ticks"] > 1 and (state["ticks"] - 1) % live.reconcile_every_ticks == 0 \
+                        and ledger.outage is None:  # reconciliation reads the ledger: wait until it is back
+                    report = _reconcile_periodic(reconciler, ledger)
+                    for problem in report.errors if report is not None else ():
                         events("warning", "reconcile.incomplete", problem)
                 _after_tick(engine, broker, metrics, redis_beat, events, state, bot_id, "running")
 
@@ -477,12 +487,14 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                             guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher,
                             alerts=alerts_from_settings(s))  # risk trips, kill switch ENGAGED/UNKNOWN
             events.engine = engine
+            engine.on_ledger_wait = lambda: _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id,
+                                                        "running")
             for sym, pos in carried.items():
                 engine.portfolio.positions[sym] = Position(sym, pos.qty, pos.avg_price, 0.0,
                                                            pos.opened_ms or now_fn())
             try:
                 summary = engine.run(stop)
-                _close_out(broker, reconciler, ledger)
+                _close_out(broker, reconciler, ledger, s.ledger.outage_grace_seconds)
             finally:
                 _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id, "stopped")
     finally:
@@ -494,10 +506,39 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                        {"start": start_report.to_dict()}, warnings, options.metrics_port)
 
 
-def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any) -> None:
+def _write_ahead(ledger: Any, order: Any) -> None:
+    """Write a new order's record before it is sent. A record that cannot be written means an
+    order that is not sent: the ledger's outage becomes :class:`OrderRejected` (the engine
+    records it rejected, buffered, and halts after the bar)."""
+    try:
+        ledger.flush()
+    except LedgerUnavailable as exc:
+        raise OrderRejected(f"{order.symbol} {order.side} {order.client_order_id} was not sent: its write-ahead "
+                            f"record could not be written ({ledger.outage.reason if ledger.outage else exc.cause})",
+                            "trading resumes when the ledger is back") from None
+
+
+def _reconcile_periodic(reconciler: Any, ledger: Any) -> Any:
+    """``reconciler.periodic()``; a ledger outage met inside is noted on the ledger (the
+    engine halts after the bar) instead of ending the run. ``None`` when it was cut short."""
+    from sqlalchemy.exc import DBAPIError
+
+    from sigmax_cli.ledger.store import is_outage
+
+    try:
+        return reconciler.periodic()
+    except DBAPIError as exc:
+        if not is_outage(exc):
+            raise
+        ledger.note_outage(exc)
+        return None
+
+
+def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any, grace_s: float) -> None:
     """After the last bar: poll the orders still tracked once more and write what changed
     (an order whose fate was unknown, trades of the last bar), so the ledger ends equal to
-    the exchange. Open orders stay open; the next run adopts them."""
+    the exchange. Open orders stay open; the next run adopts them. In a ledger outage the
+    write is retried for ``grace_s`` seconds (then the ledger spills it on close)."""
     for symbol in list(broker.markets):
         if not broker.has_open_orders(symbol):
             continue
@@ -510,7 +551,8 @@ def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any) -> None:
             ledger.record_fill(fill.record(reconciler.run_of(fill.client_order_id)))
         for order in changes.orders:
             reconciler.record_order(order)
-    ledger.flush()
+    if not ledger.try_flush():
+        ledger.ride_out(grace_s)
 
 
 def _capital(broker: LiveBroker, s: Settings, quote: str, carried: dict[str, Any]) -> tuple[float, float]:

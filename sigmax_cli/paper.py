@@ -170,6 +170,12 @@ def _load_markets_beside_data(path: Path) -> dict[str, MarketRules]:
         ) from None
 
 
+def spill_dir(settings: Settings) -> Path:
+    """Where a run leaves the ledger rows it could not write before giving up on a ledger
+    outage (``$SIGMAX_HOME/ledger-spill``); the next run on the same ledger writes them in."""
+    return settings.home / "ledger-spill"
+
+
 def refuse_if_killswitch_engaged(settings: Settings) -> None:
     """A bot started while the kill switch is engaged, or while its state is unknown,
     refuses to trade (unknown is never released).
@@ -319,7 +325,7 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
         max_position_notional=s.risk.max_position_notional, taker_fee=paper.taker_fee,
         slippage_bps=paper.slippage_bps, daily_loss_limit_pct=s.risk.daily_loss_limit_pct,
         max_consecutive_rejections=s.risk.max_consecutive_rejections,
-        speed=plan.options.speed, max_bars=plan.options.max_bars,
+        speed=plan.options.speed, max_bars=plan.options.max_bars, ledger_grace_s=s.ledger.outage_grace_seconds,
     )
     params = {"strategy": plan.strategy.params(), "risk": s.risk.model_dump(), "paper": paper.model_dump(),
               "speed": plan.options.speed, "start": plan.options.start, "end": plan.options.end,
@@ -327,7 +333,8 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     from sigmax_cli.ledger.liveness import paper_interval_ms
     from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
 
-    with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, Ledger(s.ledger_url) as ledger:
+    with KillSwitchWatcher(KillSwitch.from_settings(s)) as watcher, \
+            Ledger(s.ledger_url, spill_dir=spill_dir(s)) as ledger:
         ledger.start_run(
             run_id=plan.run_id, mode="paper", profile=s.profile, exchange=s.exchange,
             strategy=plan.options.strategy, params=params, symbols=list(plan.feed.symbols),

@@ -333,6 +333,15 @@ class LiveSettings(_Section):
     metrics_host: str = Field("127.0.0.1", description="address that --metrics-port binds to")
 
 
+class LedgerSettings(_Section):
+    """The ledger's behaviour when its database stops answering mid-run."""
+
+    outage_grace_seconds: float = Field(
+        300.0, gt=0, le=86_400,
+        description="seconds a run stays HALTED (rows kept in memory, writes retried with back-off) while the "
+        "ledger database does not answer, before it gives up: exit 69, run marked failed")
+
+
 class RLSettings(_Section):
     """RL policies (``sigmax train-rl``, ``--strategy rl:MODEL.zip``)."""
 
@@ -376,6 +385,7 @@ class Settings(BaseModel):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     rl: RLSettings = Field(default_factory=RLSettings)
 
     @field_validator("symbols", mode="before")

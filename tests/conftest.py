@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]  # binance_emulator
+pytest_plugins = ["tests.support.fixtures", "tests.support.pg_faults"]  # binance_emulator; pg_db
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SIGMAX_TEST_DATA", REPO.parent / "shared" / "data")).resolve()

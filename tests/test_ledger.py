@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import create_engine, insert, inspect, select
 
-from sigmax_cli.errors import ConfigError, LedgerError, NotFoundError
+from sigmax_cli.errors import ConfigError, LedgerError, LedgerUnavailable, NotFoundError
 from sigmax_cli.ledger import Ledger, migrations
 from sigmax_cli.ledger import schema as s
 from sigmax_cli.ledger.store import make_engine
@@ -118,3 +120,117 @@ def test_sqlite_ledger_uses_wal_in_a_private_state_directory(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert create_engine(url)  # the file is a plain SQLite database
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+
+
+# -- writes across a lost COMMIT answer (real PostgreSQL behind a relay that drops it) ---------
+def _lost_commit_ledger(pg_db, proxy, **kw):
+    from sigmax_cli.ledger import Ledger
+
+    ledger = Ledger(proxy.url(pg_db[1]), **kw)
+    _run(ledger)
+    ledger.record_order(_order("c1", "open"))
+    ledger.record_equity("r1", 1_000, 10_000.0, 10_000.0, 0.0, 10_000.0)
+    ledger.record_event("r1", 1_000, "info", "test.first", "first batch")
+    proxy.lose_next_commit_answer()
+    with pytest.raises(LedgerUnavailable, match="rows are kept in memory"):
+        ledger.flush()  # the server committed; the client lost the answer
+    assert proxy.commits_lost == 1 and ledger.outage is not None and ledger.buffered == 3
+    ledger.record_order(_order("c1", "filled", filled=0.5))  # changed after the lost COMMIT
+    ledger.record_equity("r1", 2_000, 10_010.0, 10_010.0, 0.0, 10_010.0)
+    return ledger
+
+
+def _assert_each_row_once(url):
+    from sigmax_cli.ledger import Ledger
+
+    with Ledger(url, create=False) as ledger:
+        assert [e["ts_ms"] for e in ledger.rows("equity", "r1", ["ts_ms"])] == [1_000, 2_000]
+        assert [e["kind"] for e in ledger.rows("events", "r1", ["id"])] == ["test.first"]
+        (order,) = ledger.rows("orders", "r1")
+        assert order["status"] == "filled"
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_written_once(pg_db):
+    from tests.support.pg_proxy import PgProxy
+
+    with PgProxy() as proxy:
+        ledger = _lost_commit_ledger(pg_db, proxy)
+        ledger.flush()  # asks ledger_writes: the first batch is in, so only what came after is written
+        assert ledger.outage is None and ledger.buffered == 0
+        ledger.close()
+    _assert_each_row_once(pg_db[0])
+
+
+def test_a_spilled_batch_whose_commit_answer_was_lost_is_replayed_once(pg_db, tmp_path):
+    from sigmax_cli.ledger import Ledger
+    from tests.support.pg_proxy import PgProxy
+
+    with PgProxy() as proxy:
+        ledger = _lost_commit_ledger(pg_db, proxy, spill_dir=tmp_path / "spill")
+        path = ledger.spill()  # the bot gives up while the first batch is in doubt
+        ledger.engine.dispose()
+        assert path is not None and path.stat().st_mode & 0o777 == 0o600 and ledger.buffered == 0
+        with Ledger(proxy.url(pg_db[1]), spill_dir=tmp_path / "spill") as again:  # the next bot writes it in
+            assert not path.exists()
+            assert again.replay_spills() == []  # and only once
+    _assert_each_row_once(pg_db[0])
+
+
+def test_a_spill_is_written_in_once_with_the_run_marked_failed(ledger_url, tmp_path):
+    from sigmax_cli.ledger import Ledger
+
+    spill = tmp_path / "spill"
+    with Ledger(ledger_url, spill_dir=spill) as ledger:
+        _run(ledger)
+    doc = {"format": 1, "id": "abc", "ledger": None, "written_ms": 1, "orders": [_order("c9", "rejected")],
+           "fills": [], "positions": [], "equity": [{"run_id": "r1", "ts_ms": 5, "equity": 1.0, "cash": 1.0,
+                                                    "exposure": 0.0, "benchmark": 1.0}],
+           "events": [], "finish": {"run_id": "r1", "status": "failed", "ended_ms": 9, "first_bar_ms": 5,
+                                    "last_bar_ms": 5, "summary_json": '{"error": "ledger away"}'}}
+    from sigmax_cli.ledger.store import _fingerprint
+
+    doc["ledger"] = _fingerprint(ledger_url)
+    spill.mkdir(exist_ok=True)
+    (spill / "r1-1-1.json").write_text(json.dumps(doc))
+    (spill / "other-ledger.json").write_text(json.dumps({**doc, "ledger": "someone else's"}))
+    with Ledger(ledger_url, spill_dir=spill) as ledger:
+        run = ledger.get_run("r1")
+        assert run.status == "failed" and run.summary == {"error": "ledger away"}
+        assert ledger.count("equity", "r1") == 1 and ledger.rows("orders", "r1")[0]["status"] == "rejected"
+    assert sorted(p.name for p in spill.iterdir()) == ["other-ledger.json"]  # another ledger's file is left alone
+    (spill / "again.json").write_text(json.dumps(doc))  # the same file twice (a crash before its removal)
+    with Ledger(ledger_url, spill_dir=spill) as ledger:
+        assert ledger.count("equity", "r1") == 1
+
+
+def test_open_errors_name_their_cause():
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from sigmax_cli.ledger.store import describe_open_error
+
+    dup = IntegrityError("CREATE TABLE runs", {}, Exception('duplicate key value violates unique constraint '
+                                                            '"pg_type_typname_nsp_index"'))
+    said = describe_open_error(dup, "postgresql://u:secret@db/x").sentence()
+    assert "creating or upgrading the ledger's schema failed (duplicate key" in said
+    assert "start the database" not in said and "secret" not in said
+    disk = OperationalError("INSERT", {}, Exception("database or disk is full"))
+    assert "out of disk space" in describe_open_error(disk, "sqlite:////x/l.db").sentence()
+    down = OperationalError("connect", {}, Exception("connection refused"))
+    assert "start the database" in describe_open_error(down, "postgresql://db/x").sentence()
+
+
+def test_a_run_whose_rows_the_database_refuses_is_still_marked_failed(ledger_url):
+    from sqlalchemy.exc import IntegrityError
+
+    from sigmax_cli.ledger import Ledger
+
+    ledger = Ledger(ledger_url)
+    _run(ledger)
+    ledger.record_equity("r1", 1_000, 1.0, 1.0, 0.0, 1.0)
+    ledger.record_equity("r1", 1_000, 2.0, 2.0, 0.0, 2.0)  # the same bar twice: a bug upstream
+    with pytest.raises(IntegrityError):
+        ledger.finish_run("r1", "completed", {"bars": 2})
+    run = ledger.get_run("r1")
+    assert run.status == "failed" and "the ledger refused 2 buffered rows" in run.summary["error"]
+    assert run.summary["bars"] == 2
+    ledger.engine.dispose()

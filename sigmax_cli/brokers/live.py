@@ -380,8 +380,8 @@ class LiveBroker:
         self._ref[cid] = ref
         self._gross[cid] = _ZERO
         self._track(order)
-        self._write(order)
         try:
+            self._write(order)  # write-ahead: an order whose record cannot be written is not sent
             self._place(order)
         except (OrderRejected, AuthenticationError, ConfigError) as err:
             if order.status == "new":

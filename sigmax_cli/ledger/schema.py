@@ -21,6 +21,9 @@ heartbeats          the newest sign of life of each running bot (health checks r
 research_items      de-duplicated news items with sentiment (research command)
 http_cache          ETag / Last-Modified per URL for conditional GET (research command)
 backups             archives written by ``sigmax backup`` and their verification
+ledger_writes       per writer (one open :class:`~sigmax_cli.ledger.store.Ledger`), the
+                    sequence number of its newest committed batch: after a connection lost
+                    during COMMIT, the retry asks it whether that batch is already in
 ==================  =======================================================================
 """
 
@@ -192,4 +195,11 @@ backups = Table(
     Column("sha256", String(64), nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("verified_ms", BigInteger),
+)
+
+ledger_writes = Table(
+    "ledger_writes", metadata,
+    Column("writer_id", String(64), primary_key=True),      # a Ledger instance, or "spill:<file id>"
+    Column("seq", BigInteger, nullable=False),              # its newest committed batch
+    Column("ts_ms", BigInteger, nullable=False),
 )
