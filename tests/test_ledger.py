@@ -234,3 +234,33 @@ def test_a_run_whose_rows_the_database_refuses_is_still_marked_failed(ledger_url
     assert run.status == "failed" and "the ledger refused 2 buffered rows" in run.summary["error"]
     assert run.summary["bars"] == 2
     ledger.engine.dispose()
+
+
+def test_fills_of_an_older_ledger_get_their_fees_in_the_currency_charged(ledger_url):
+    """Migration 5: a live fill whose commission was taken in BTC used to store the fee's
+    quote value and, for a buy, the amount net of it; it now stores both as charged."""
+    engine = make_engine(ledger_url)
+    migrations.upgrade(engine, target=4)
+    price = 20_000.0
+    old = [  # (side, amount, fee, fee_currency) as a v4 sigmax wrote them
+        ("buy", 0.01 * 0.999, 0.01 * 0.001 * price, "BTC"),   # 0.01 BTC bought, 0.00001 BTC commission
+        ("sell", 0.5, 0.0005 * price, "BTC"),                 # 0.5 BTC sold, 0.0005 BTC commission
+        ("sell", 0.2, 4.0, "USDT"),                           # quote commission: already as charged
+        ("buy", 0.1, 0.003, "BNB"),                           # a third asset: already as charged
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(s.runs).values(
+            run_id="live", mode="testnet", profile="p", exchange="binance", strategy="rules", params_json="{}",
+            symbols_json='["BTC/USDT"]', timeframe="1h", data_files_json="[]", initial_equity=1.0,
+            started_ms=1, status="completed", host="h", pid=1))
+        for i, (side, amount, fee, currency) in enumerate(old):
+            conn.execute(insert(s.fills).values(
+                run_id="live", client_order_id=f"c{i}", trade_id=str(i), symbol="BTC/USDT", side=side, price=price,
+                amount=amount, fee=fee, fee_currency=currency, liquidity="taker", ts_ms=i))
+    engine.dispose()
+    with Ledger(ledger_url) as ledger:
+        rows = [(r["side"], r["amount"], r["fee"], r["fee_currency"]) for r in ledger.rows("fills", "live",
+                                                                                            order_by=("ts_ms",))]
+    assert rows[0] == ("buy", pytest.approx(0.01, rel=1e-12), pytest.approx(0.00001, rel=1e-12), "BTC")
+    assert rows[1] == ("sell", 0.5, pytest.approx(0.0005, rel=1e-12), "BTC")
+    assert rows[2:] == [("sell", 0.2, 4.0, "USDT"), ("buy", 0.1, 0.003, "BNB")]

@@ -70,12 +70,33 @@ def _v4_ledger_writes(conn: Connection) -> None:
           Column("ts_ms", BigInteger, nullable=False)).create(conn, checkfirst=True)
 
 
+def _v5_fill_fees_as_charged(conn: Connection) -> None:
+    """Fills keep their commission in the currency charged (issue 14). Before, a live fill
+    whose commission was taken in the base asset stored the fee's quote value (``commission *
+    price``) and, for a buy, the amount net of it. Such rows (``fee_currency`` = the symbol's
+    base) become ``fee = fee / price`` base units and, for buys, ``amount = amount + fee /
+    price`` (the traded amount). Quote and third-asset (BNB) fees, and every paper fill,
+    already were in their own currency and are left as they are."""
+    pairs = conn.exec_driver_sql("SELECT DISTINCT symbol, fee_currency FROM fills WHERE fee <> 0").all()
+    for symbol, currency in pairs:
+        if currency != str(symbol).split("/", 1)[0]:
+            continue
+        # standard SQL: the right-hand sides read the row's old values
+        conn.execute(text(
+            "UPDATE fills SET fee = fee / price, "
+            "amount = CASE WHEN side = 'buy' THEN amount + fee / price ELSE amount END "
+            "WHERE symbol = :symbol AND fee_currency = :currency AND fee <> 0 AND price > 0"),
+            {"symbol": symbol, "currency": currency})
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "trading ledger: runs, orders, fills, positions, equity, events, heartbeats", _v1),
     Migration(2, "room for research items, HTTP cache validators and backups", _v2),
     Migration(3, "run liveness: host id, heartbeat interval, lost and acknowledged times", _v3_run_liveness),
     Migration(4, "ledger_writes: batch sequence per writer, so a write retried after a lost COMMIT is not doubled",
               _v4_ledger_writes),
+    Migration(5, "fills: a base-asset commission in base units, buys' traded amount (fees as charged)",
+              _v5_fill_fees_as_charged),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 if SCHEMA_VERSION != version.SCHEMA_VERSION:  # pragma: no cover - a developer forgot one of the two

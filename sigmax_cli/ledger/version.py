@@ -3,4 +3,4 @@
 ``migrations.MIGRATIONS[-1].version`` must equal it; migrations.py checks at import.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
