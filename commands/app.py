@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "restore": "restore",
     "health": "health",
     "train-rl": "train_rl",
+    "strategy": "strategy",
     "run": "run",
 }
 """Every ``sigmax`` command, in ``--help`` order, and its module under ``commands/``. A module
@@ -108,6 +109,8 @@ class SigmaxGroup(TyperGroup):
         except (Exit, Abort, TyperException):  # Typer's own (usage errors, --help, exit)
             raise
         except SigmaxError as exc:
+            if exc.details:  # e.g. a user strategy's own traceback: it is their code, so it is shown
+                sys.stderr.write(exc.details.rstrip("\n") + "\n")
             report_error(ctx, f"error: {exc.sentence()}")
             raise Exit(exc.exit_code) from None
         except KeyboardInterrupt:

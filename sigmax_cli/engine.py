@@ -204,6 +204,7 @@ class Engine:
         self._bench_share = config.initial_equity / max(len(self.symbols), 1)
         self._started = 0.0
         self._bot_id = f"{config.mode}:{socket.gethostname()}:{config.run_id}"
+        self._failure: str | None = None  # why the run failed (an exception in the loop), for its ledger row
         self.on_ledger_wait: Any = None
         """Called (no arguments) when trading halts for a ledger outage and after each retry,
         so that what does not go through the ledger (Redis heartbeat, metrics) shows HALTED."""
@@ -260,6 +261,13 @@ class Engine:
             status = "interrupted" if stop.is_set() else "halted" if self._halted_by_killswitch() else "completed"
         except LedgerUnavailable as exc:  # the outage outlasted its grace: recorded failed below
             gave_up = exc
+        except Exception as exc:  # e.g. a user strategy's StrategyCodeError: the run ends failed, with why
+            self._failure = f"{type(exc).__name__}: {getattr(exc, 'cause', exc)}"
+            try:
+                self._event(self.last_bar_ms or 0, "critical", "run.failed", f"the run failed: {self._failure}")
+            except Exception:  # noqa: BLE001, S110 - the original error is what the user must see
+                pass
+            raise
         finally:
             summary = self.summary(status)
             if watchdog is not None:
@@ -355,7 +363,8 @@ class Engine:
         ledger, cfg = self.ledger, self.cfg
 
         def write(status: str, extra: dict[str, Any] | None = None) -> None:
-            ledger.finish_run(cfg.run_id, status, {**summary.to_dict(), "status": status, **(extra or {})},
+            failure = {"error": self._failure} if self._failure else {}
+            ledger.finish_run(cfg.run_id, status, {**summary.to_dict(), "status": status, **failure, **(extra or {})},
                               self.first_bar_ms, self.last_bar_ms)
 
         try:

@@ -22,6 +22,7 @@ Grouping follows what the operator must do (after freqtrade's exception groups):
     │       └── InsufficientFunds
     ├── RiskBlocked          the RiskGuard denied an order                  exit 1
     ├── Halted               a run ended HALTED by the kill switch          exit 3
+    ├── StrategyCodeError    a user strategy's own code raised              exit 4
     └── Interrupted          Ctrl-C / SIGTERM; state was saved             exit 130
 
 Backups and restores (``sigmax backup`` / ``sigmax restore``) have their own codes, so a
@@ -51,6 +52,9 @@ class SigmaxError(Exception):
         super().__init__(cause)
         self.cause = cause.rstrip(". ")
         self.fix = fix.rstrip(". ") if fix else None
+
+    details: str | None = None
+    """Text the CLI prints on stderr before the one-line error (a user strategy's traceback)."""
 
     def sentence(self) -> str:
         """The cause and the fix as one line: ``"<cause>; <fix>."``."""
@@ -153,6 +157,24 @@ class Halted(SigmaxError):
     kill switch (engaged, or its state unknown) held trading HALTED; the run is ``halted``."""
 
     exit_code = 3
+
+
+class StrategyCodeError(SigmaxError):
+    """A user strategy (a file, a module or a plugin: code that is not sigmax's) raised an
+    exception, or broke the Strategy contract (a feature of the wrong length, an ``on_bar``
+    answer that is not a Signal). A run it happens in ends ``failed``.
+
+    Args:
+        cause, fix: as :class:`SigmaxError`.
+        details: the user's own traceback (frames of sigmax's engine left out), printed by
+            the CLI above the one-line error; ``None`` for a contract violation.
+    """
+
+    exit_code = 4
+
+    def __init__(self, cause: str, fix: str | None = None, details: str | None = None) -> None:
+        super().__init__(cause, fix)
+        self.details = details
 
 
 class Interrupted(SigmaxError):

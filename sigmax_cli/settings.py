@@ -81,6 +81,26 @@ class StrategySettings(_Section):
     position_fraction: float = Field(
         0.1, gt=0, le=1, description="fraction of equity allocated per symbol"
     )
+    tables: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="parameters of user strategies: one sub-table per strategy name, "
+        "[strategy.sma_cross] / SIGMAX_STRATEGY__SMA_CROSS__FAST; validated by the strategy's Params",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sub_tables(cls, data: Any) -> Any:
+        """Move the sub-tables of ``[strategy]`` (``[strategy.NAME]``) into ``tables``, keyed by
+        the lower-cased strategy name; scalar keys stay the rule strategy's (unknown ones are
+        still refused)."""
+        if not isinstance(data, Mapping):
+            return data
+        out = {k: v for k, v in data.items() if not (isinstance(v, Mapping) and k not in cls.model_fields)}
+        tables = {str(k).lower(): dict(v) for k, v in data.items()
+                  if isinstance(v, Mapping) and k not in cls.model_fields}
+        if tables:
+            out["tables"] = {**dict(out.get("tables") or {}), **tables}
+        return out
 
 
 class RiskSettings(_Section):

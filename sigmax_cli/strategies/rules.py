@@ -120,4 +120,4 @@ class RuleStrategy:
 
     def params(self) -> dict[str, object]:
         """The settings this strategy runs with, plus its name and warm-up (bars)."""
-        return {"name": self.name, "warmup": self.warmup, **self.settings.model_dump()}
+        return {"name": self.name, "warmup": self.warmup, **self.settings.model_dump(exclude={"tables"})}
