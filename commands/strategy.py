@@ -95,7 +95,8 @@ def _render(console, report) -> None:
     for col in ("feature", "look-ahead", "history needed (bars)"):
         table.add_column(col)
     for f in report.features:
-        ahead = f"YES: bar {f.first_changed_bar} changed by {f.max_change:.6g}" if f.lookahead else "no"
+        change = f"changed by {f.max_change:.6g}" if f.max_change != float("inf") else "appeared or vanished"
+        ahead = f"YES: bar {f.first_changed_bar} {change}" if f.lookahead else "no"
         need = "-" if f.lookahead else "does not settle" if f.history_bars is None else str(f.history_bars)
         table.add_row(f.name, ahead, need)
     console.print(table)

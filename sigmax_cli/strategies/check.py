@@ -47,7 +47,8 @@ class FeatureReport:
         name: the feature's name.
         lookahead: a value at some bar changed when later bars were cut off or altered.
         first_changed_bar: the earliest such bar (index into the checked candles), or ``None``.
-        max_change: the largest such difference, in the feature's unit.
+        max_change: the largest such difference, in the feature's unit; infinite (``null`` in
+            JSON) when a value appeared or vanished (a number against NaN).
         history_bars: bars of history the feature needs before a bar to be within tolerance of
             its full-history value; ``None`` when it does not settle within the data.
         scale: the feature's median absolute value (the tolerance's unit).
@@ -109,7 +110,8 @@ class CheckReport:
                 "timeframe": self.timeframe, "bars": self.bars, "tolerance": self.tolerance,
                 "lookahead": self.lookahead, "underwarmed": self.underwarmed,
                 "needed_warmup": self.needed_warmup, "ok": self.exit_code == 0,
-                "features": [dataclasses.asdict(f) for f in self.features]}
+                "features": [{**dataclasses.asdict(f), "max_change": f.max_change if math.isfinite(f.max_change)
+                              else None} for f in self.features]}
 
 
 def _cut(c: Candles, lo: int, hi: int) -> Candles:
