@@ -266,4 +266,5 @@ def test_load_strategy_rl_refuses_a_file_that_is_not_a_model(tmp_path):
 def test_load_strategy_unknown():
     with pytest.raises(ConfigError) as err:
         load_strategy("macd-cross")
-    assert err.value.sentence() == "unknown strategy 'macd-cross'; use rules or rl:MODEL.zip."
+    assert err.value.sentence() == ("unknown strategy 'macd-cross'; use rules, rl:MODEL.zip, PATH.py:ClassName, "
+                                    "package.module:ClassName (`sigmax strategy list`).")
