@@ -107,5 +107,9 @@ def _render(console, report) -> None:
         need = report.needed_warmup
         console.print(f"UNDER-WARMED: warmup is {report.warmup} bars, {', '.join(report.underwarmed)} need "
                       + ("more history than the data holds" if need is None else f"{need}") + ".")
+    need = report.needed_warmup
+    if need is not None and need > report.history:
+        console.print(f"history: replays from --start load {report.history} bars before it; set `history = {need}` "
+                      "on the class to load what the features need.")
     if report.exit_code == 0:
         console.print(f"ok: causal, and warmup {report.warmup} covers the {report.needed_warmup} bars needed.")

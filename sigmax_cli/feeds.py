@@ -60,13 +60,14 @@ class ReplayFeed:
         candles: one :class:`Candles` per symbol, same timeframe.
         feature_fn: the strategy's ``features``; computed once per symbol over the whole
             series (causal by the Strategy contract).
-        skip: bars at the start of each symbol to use as warm-up only (not yielded).
+        skip: bars at the start of each symbol to use as warm-up only (not yielded): one
+            count for every symbol, or a count per symbol (missing symbols: 0).
 
     Raises:
         DataError: no candles, mixed timeframes, or nothing left to replay after warm-up.
     """
 
-    def __init__(self, candles: dict[str, Candles], feature_fn: FeatureFn, skip: int = 0) -> None:
+    def __init__(self, candles: dict[str, Candles], feature_fn: FeatureFn, skip: int | dict[str, int] = 0) -> None:
         if not candles or all(len(c) == 0 for c in candles.values()):
             raise DataError("the data holds no candles", "check --data, --start and --end")
         tfs = {c.timeframe for c in candles.values()}
@@ -75,14 +76,15 @@ class ReplayFeed:
         self.timeframe = tfs.pop()
         self.symbols = list(candles)
         self.candles = candles
-        self.skip = max(0, skip)
+        self.skips = {sym: max(0, skip.get(sym, 0) if isinstance(skip, dict) else skip) for sym in candles}
+        self.skip = max(self.skips.values())
         self._features = {sym: feature_fn(c) for sym, c in candles.items()}
         self._lists = {
             sym: (c.ts.tolist(), c.open.tolist(), c.high.tolist(), c.low.tolist(), c.close.tolist(),
                   c.volume.tolist())
             for sym, c in candles.items()
         }
-        total = sum(max(0, len(c) - self.skip) for c in candles.values())
+        total = sum(max(0, len(c) - self.skips[sym]) for sym, c in candles.items())
         if total == 0:
             longest = max(len(c) for c in candles.values())
             raise DataError(
@@ -119,10 +121,11 @@ class ReplayFeed:
         times, owners, rows = [], [], []
         for order, sym in enumerate(self.symbols):
             n = len(self.candles[sym])
-            if n > self.skip:
-                times.append(self.candles[sym].ts[self.skip:])
-                owners.append(np.full(n - self.skip, order, dtype=np.int32))
-                rows.append(np.arange(self.skip, n, dtype=np.int64))
+            skip = self.skips[sym]
+            if n > skip:
+                times.append(self.candles[sym].ts[skip:])
+                owners.append(np.full(n - skip, order, dtype=np.int32))
+                rows.append(np.arange(skip, n, dtype=np.int64))
         ts_all = np.concatenate(times)
         sort = np.lexsort((np.concatenate(owners), ts_all))
         ts_sorted = ts_all[sort].tolist()

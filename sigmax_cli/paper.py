@@ -207,6 +207,10 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
     timeframe = settings.timeframe
     files = discover(path, options.symbols, timeframe)
     candles: dict[str, Candles] = {}
+    skips: dict[str, int] = {}
+    # bars loaded before --start: the history the features need to settle (``strategy.history``,
+    # measured by `sigmax strategy check`), at least the warm-up; trading still starts at --start
+    history = max(strategy.warmup, int(getattr(strategy, "history", 0) or 0))
     for file in files:
         # a single file keeps the timeframe of its name (BTC_USDT-5m.json); else the setting
         if path.is_file() and parse_filename(file) is None:  # e.g. prices.csv: name it from the options
@@ -221,19 +225,22 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
         if start_ms is not None:
             import numpy as np
 
-            lo = max(0, int(np.searchsorted(c.ts, start_ms)) - strategy.warmup)
+            at = int(np.searchsorted(c.ts, start_ms))
+            lo = max(0, at - history)
             start_cut = int(c.ts[lo]) if lo < len(c) else start_ms
+            skip = max(strategy.warmup, at - lo)
         else:
-            start_cut = None
+            start_cut, skip = None, strategy.warmup
         sliced = c.slice(start_cut, end_ms)
-        if len(sliced) <= strategy.warmup or (start_ms is not None and not (sliced.ts >= start_ms).any()):
+        if len(sliced) <= skip or (start_ms is not None and not (sliced.ts >= start_ms).any()):
             raise DataError(
-                f"{c.symbol} has {max(0, len(sliced) - strategy.warmup)} bars to trade in the chosen period "
+                f"{c.symbol} has {max(0, len(sliced) - skip)} bars to trade in the chosen period "
                 f"after the strategy's {strategy.warmup}-bar warm-up",
                 "widen --start/--end or check the data covers that period",
             )
         candles[c.symbol] = sliced
-    return ReplayFeed(candles, strategy.features, skip=strategy.warmup)
+        skips[c.symbol] = skip
+    return ReplayFeed(candles, strategy.features, skip=skips)
 
 
 def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: int | None):
@@ -260,7 +267,8 @@ def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: in
     tf_ms = timeframe_to_ms(settings.timeframe)
     steps = math.ceil(options.max_bars / len(symbols)) if options.max_bars else None
     feed = LiveFeed(
-        exchange, symbols, settings.timeframe, strategy.features, history=strategy.warmup + 50,
+        exchange, symbols, settings.timeframe, strategy.features,
+        history=max(strategy.warmup, int(getattr(strategy, "history", 0) or 0)) + 50,
         since_ms=start_ms - tf_ms if start_ms is not None else None, max_bars=steps,
         stale_after_ms=3 * tf_ms, on_stale="record",
     )

@@ -445,3 +445,34 @@ def test_a_module_spec_runs_from_the_python_path(plugin_path, tmp_path):
                  "--strategy", "sigmax_test_plugin.cross:PluginCross", "--max-bars", "300", "--no-tui", "--json")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["status"] == "completed"
+
+
+# -- history before --start --------------------------------------------------------------------
+def test_a_replay_from_start_loads_the_history_the_features_need(tmp_path):
+    """With --start, a replay loads ``strategy.history`` bars before it (not only the warm-up), so
+    the features on the first traded bar equal those of a replay over the whole file."""
+    import dataclasses
+    import threading
+
+    from sigmax_cli.data.candles import load_candles
+    from sigmax_cli.paper import PaperOptions, parse_time, prepare_paper
+    from sigmax_cli.settings import load_settings
+    from sigmax_cli.strategies import load_strategy
+
+    btc = FREQTRADE_1H / "BTC_USDT-1h.json"
+    plan = prepare_paper(load_settings(home=tmp_path / "home"), PaperOptions(data=btc, start="2021-04-01"))
+    strategy = plan.strategy
+    assert strategy.history > strategy.warmup
+    first = next(plan.feed.steps(threading.Event()))
+    assert first.ts_ms == parse_time("2021-04-01", "--start")  # trading starts at --start, not before
+    (bar,) = first.bars
+    assert bar.i == strategy.history
+    candles = load_candles(btc)
+    at = int(np.searchsorted(candles.ts, first.ts_ms))
+    whole = strategy.features(candles)
+    cut = {k: getattr(candles, k)[at - strategy.warmup:] for k in ("ts", "open", "high", "low", "close", "volume")}
+    only_warmup = load_strategy("rules").features(dataclasses.replace(candles, **cut))
+    for name, series in whole.items():
+        assert bar.features[name][bar.i] == pytest.approx(series[at], rel=1e-6, abs=1e-9), name
+    # what the warm-up alone used to give: the trend EMA had not settled
+    assert abs(only_warmup["ema_trend"][strategy.warmup] / whole["ema_trend"][at] - 1) > 1e-4

@@ -68,6 +68,8 @@ class Strategy(Protocol):
 
     name: str
     warmup: int  # bars needed before ``on_bar`` can be trusted
+    # Optional ``history: int``: bars a replay loads before ``--start`` (and a live feed fetches)
+    # so that the features have settled (``sigmax strategy check`` measures it); default ``warmup``.
 
     def features(self, candles: Candles) -> Features:
         """Causal feature series for ``candles`` (see module docstring)."""

@@ -67,7 +67,8 @@ class CheckReport:
     """The result of :func:`check_strategy`.
 
     Attributes:
-        strategy: the strategy's name; ``warmup`` its declared warm-up (bars).
+        strategy: the strategy's name; ``warmup`` its declared warm-up (bars); ``history`` the
+            bars a replay loads before ``--start`` (its ``history``, at least ``warmup``).
         symbol, timeframe, bars: the candles checked.
         tolerance: the relative tolerance of the history analysis.
         features: one report per feature.
@@ -76,6 +77,7 @@ class CheckReport:
 
     strategy: str
     warmup: int
+    history: int
     symbol: str
     timeframe: str
     bars: int
@@ -106,7 +108,7 @@ class CheckReport:
         return 1 if self.lookahead else 3 if self.underwarmed else 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "warmup": self.warmup, "symbol": self.symbol,
+        return {"strategy": self.strategy, "warmup": self.warmup, "history": self.history, "symbol": self.symbol,
                 "timeframe": self.timeframe, "bars": self.bars, "tolerance": self.tolerance,
                 "lookahead": self.lookahead, "underwarmed": self.underwarmed,
                 "needed_warmup": self.needed_warmup, "ok": self.exit_code == 0,
@@ -162,7 +164,8 @@ def check_strategy(strategy: Any, candles: Candles, *, tolerance: float = DEFAUL
     """
     n = len(candles)
     full = _arrays(strategy, candles)
-    report = CheckReport(strategy.name, int(strategy.warmup), candles.symbol, candles.timeframe, n, tolerance)
+    history = max(int(strategy.warmup), int(getattr(strategy, "history", 0) or 0))
+    report = CheckReport(strategy.name, int(strategy.warmup), history, candles.symbol, candles.timeframe, n, tolerance)
     scales = {}
     for name, values in full.items():
         finite = np.abs(values[np.isfinite(values)])

@@ -38,6 +38,21 @@ from sigmax_cli.strategies.base import Bar, Features, PositionView, Signal
 FEATURES = ("ema_trend", "rsi", "macd", "macd_signal", "macd_hist")
 
 
+HISTORY_TOLERANCE = 1e-6
+"""Fraction of a smoother's seed error left after the history a replay loads before ``--start``."""
+
+
+def _settle(period: int, alpha: float) -> int:
+    """Bars until an exponential smoother seeded with the mean of its first ``period`` values
+    keeps less than :data:`HISTORY_TOLERANCE` of its seed's error: the seed window plus
+    ``ln(tol) / ln(1 - alpha)`` bars."""
+    import math
+
+    if alpha >= 1.0:
+        return period
+    return period - 1 + math.ceil(math.log(HISTORY_TOLERANCE) / math.log(1.0 - alpha))
+
+
 class RuleStrategy:
     """Trend filter + RSI/MACD entries, RSI/MACD/stop-loss/take-profit exits (long only).
 
@@ -64,6 +79,12 @@ class RuleStrategy:
         # histogram at macd_slow+macd_signal-2 (so its crossing at +1; one bar spare here),
         # the RSI at rsi_period (its crossing at rsi_period+1).
         self.warmup = max(s.trend_ema, s.macd_slow + s.macd_signal, s.rsi_period + 1)
+        # Bars a replay loads before --start so the features have settled (the SMA seed of each
+        # smoother forgotten to HISTORY_TOLERANCE): what `sigmax strategy check` measures, bounded above.
+        macd_line = _settle(s.macd_slow, 2.0 / (s.macd_slow + 1))  # the slow EMA settles last
+        self.history = max(self.warmup, _settle(s.trend_ema, 2.0 / (s.trend_ema + 1)),
+                           _settle(s.rsi_period, 1.0 / s.rsi_period) + 1,
+                           macd_line + _settle(s.macd_signal, 2.0 / (s.macd_signal + 1)))
         self._rsi_entry = float(s.rsi_entry)
         self._rsi_exit = float(s.rsi_exit)
         self._stop_factor = 1.0 - s.stop_loss_pct / 100.0
@@ -120,4 +141,5 @@ class RuleStrategy:
 
     def params(self) -> dict[str, object]:
         """The settings this strategy runs with, plus its name and warm-up (bars)."""
-        return {"name": self.name, "warmup": self.warmup, **self.settings.model_dump(exclude={"tables"})}
+        return {"name": self.name, "warmup": self.warmup, "history": self.history,
+                **self.settings.model_dump(exclude={"tables"})}

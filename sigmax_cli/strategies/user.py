@@ -380,7 +380,12 @@ def load_user_strategy(spec: str, tables: Mapping[str, Mapping[str, Any]] | None
     if isinstance(warmup, bool) or not isinstance(warmup, int | np.integer) or warmup < 0:
         raise ConfigError(f"strategy {name} has warmup {warmup!r}, not a whole number of bars",
                           "set warmup to the bars of history its features need (an int >= 0)")
-    return UserStrategy(obj, name, source, params, int(warmup))
+    history = getattr(obj, "history", warmup)
+    if isinstance(history, bool) or not isinstance(history, int | np.integer) or history < 0:
+        raise ConfigError(f"strategy {name} has history {history!r}, not a whole number of bars",
+                          "set history to the bars its features need to settle (`sigmax strategy check` "
+                          "measures it), or leave it out")
+    return UserStrategy(obj, name, source, params, int(warmup), int(history))
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -399,14 +404,18 @@ class UserStrategy:
         source: where its class came from.
         params: its parameter object (``None`` without ``Params``).
         warmup: bars before the first ``on_bar``.
+        history: bars a replay loads before ``--start`` (at least ``warmup``; the class's
+            optional ``history`` attribute).
     """
 
-    def __init__(self, inner: Any, name: str, source: Source, params: Any, warmup: int) -> None:
+    def __init__(self, inner: Any, name: str, source: Source, params: Any, warmup: int,
+                 history: int | None = None) -> None:
         self.inner = inner
         self.name = name
         self.source = source
         self.param_values = params_dict(params)
         self.warmup = warmup
+        self.history = max(warmup, history if history is not None else warmup)
         self._on_bar = inner.on_bar
 
     def features(self, candles: Candles) -> Features:
@@ -464,8 +473,8 @@ class UserStrategy:
 
     def params(self) -> dict[str, object]:
         """Name, warm-up, source (and the file's sha256) and parameter values, for the ledger."""
-        return {"name": self.name, "warmup": self.warmup, "kind": self.source.kind, "spec": self.source.spec,
-                "source": self.source.where, "sha256": self.source.sha256,
+        return {"name": self.name, "warmup": self.warmup, "history": self.history, "kind": self.source.kind,
+                "spec": self.source.spec, "source": self.source.where, "sha256": self.source.sha256,
                 "class": f"{type(self.inner).__module__}.{type(self.inner).__qualname__}",
                 "params": self.param_values}
 
