@@ -23,7 +23,8 @@ def paper(
     timeframe: Annotated[str | None, typer.Option("--timeframe", help="Bar length, e.g. 1h (profile default).")] = None,
     start: Annotated[str | None, typer.Option("--start", help="First bar, ISO date/time UTC.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Stop before this ISO date/time UTC.")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="rules or rl:MODEL.zip.")] = "rules",
+    strategy: Annotated[str, typer.Option("--strategy", help="rules, rl:MODEL.zip, PATH.py:Class, "
+                                            "module:Class or a plugin (sigmax strategy list).")] = "rules",
     balance: Annotated[
         float | None, typer.Option("--balance", help="Starting quote balance (profile default).")
     ] = None,
