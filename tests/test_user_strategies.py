@@ -476,3 +476,38 @@ def test_a_replay_from_start_loads_the_history_the_features_need(tmp_path):
         assert bar.features[name][bar.i] == pytest.approx(series[at], rel=1e-6, abs=1e-9), name
     # what the warm-up alone used to give: the trend EMA had not settled
     assert abs(only_warmup["ema_trend"][strategy.warmup] / whole["ema_trend"][at] - 1) > 1e-4
+
+
+PANDAS_TA = '''
+import pandas as pd
+import ta
+
+from sigmax_cli.strategies import BaseStrategy, Signal
+
+
+class PandasRsi(BaseStrategy):
+    """Features as a pandas DataFrame, with the `ta` library's RSI."""
+
+    warmup = 60
+
+    def features(self, candles):
+        close = pd.Series(candles.close)
+        return pd.DataFrame({"rsi": ta.momentum.RSIIndicator(close, window=14).rsi(),
+                             "trend": close.rolling(50).mean()})
+
+    def on_bar(self, bar, position):
+        rsi, trend = bar.features["rsi"][bar.i], bar.features["trend"][bar.i]
+        if position.qty == 0.0 and rsi < 30 and bar.close > trend * 0.97:
+            return Signal(1.0, "oversold")
+        if position.qty > 0.0 and rsi > 60:
+            return Signal(0.0, "recovered")
+        return None
+'''
+
+
+def test_features_may_be_a_pandas_frame_built_with_ta(cli, tmp_path):
+    pytest.importorskip("ta")
+    strat = write(tmp_path / "pandas_rsi.py", PANDAS_TA)
+    result = cli("paper", "--data", FREQTRADE_1H / "ETH_USDT-1h.json", "--strategy", strat, "--no-tui", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fills"] > 0

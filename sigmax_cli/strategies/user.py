@@ -48,7 +48,6 @@ ENTRY_POINT_GROUP = "sigmax.strategies"
 """The entry-point group installed plugins register their strategy classes in."""
 
 REQUIRED = ("features", "on_bar")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)  # frames under sigmax_cli/ are not the user's
 
 
@@ -140,12 +139,6 @@ class Source:
     spec: str
     where: str
     sha256: str | None = None
-
-
-def is_user_spec(spec: str) -> bool:
-    """Whether ``spec`` names a user strategy (not ``rules`` / ``rl:...``)."""
-    text = spec.strip().lower()
-    return text != "rules" and not text.startswith("rl:")
 
 
 def load_class(spec: str) -> tuple[type, Source]:
