@@ -511,3 +511,14 @@ def test_features_may_be_a_pandas_frame_built_with_ta(cli, tmp_path):
     result = cli("paper", "--data", FREQTRADE_1H / "ETH_USDT-1h.json", "--strategy", strat, "--no-tui", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["fills"] > 0
+
+
+def test_sys_exit_in_on_bar_is_the_strategys_failure_too(cli, tmp_path):
+    strat = write(tmp_path / "quits.py", SMA_CROSS.replace("        f, i = bar.features, bar.i\n",
+                                                           "        import sys\n        sys.exit(0)\n"))
+    result = cli("paper", "--data", FREQTRADE_1H / "BTC_USDT-1h.json", "--strategy", f"{strat}:SmaCross",
+                 "--no-tui")
+    assert result.exit_code == 4, result.output
+    assert "raised SystemExit in on_bar()" in result.stderr.strip().splitlines()[-1]
+    (run,) = rows(tmp_path / "home", "select status from runs")
+    assert run["status"] == "failed"

@@ -190,7 +190,7 @@ def _import_file(path: Path, spec: str) -> tuple[Any, Source]:
         sys.modules.pop(mod_name, None)
         raise ConfigError(f"strategy file {path} has a syntax error at line {exc.lineno} ({exc.msg})",
                           "fix that line and run again") from None
-    except Exception as exc:  # noqa: BLE001 - anything the user's module raises while importing
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - anything the user's module raises while importing
         sys.modules.pop(mod_name, None)
         line = _user_line(exc, str(resolved))
         raise ConfigError(f"strategy file {path} cannot be imported: {line}{type(exc).__name__}: {exc}",
@@ -364,7 +364,7 @@ def load_user_strategy(spec: str, tables: Mapping[str, Mapping[str, Any]] | None
     params = build_params(cls, name, (tables or {}).get(name))
     try:
         obj = cls(params) if getattr(cls, "Params", None) is not None else cls()
-    except Exception as exc:  # noqa: BLE001 - the user's constructor
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's constructor
         tb = traceback.extract_tb(exc.__traceback__)
         line = f"{Path(tb[-1].filename).name} line {tb[-1].lineno}: " if tb else ""
         raise ConfigError(f"strategy {name} could not be created: {line}{type(exc).__name__}: {exc}",
@@ -420,7 +420,7 @@ class UserStrategy:
         """
         try:
             raw = self.inner.features(candles)
-        except Exception as exc:  # noqa: BLE001 - the user's code
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit too)
             raise self._failure("features", exc, f"{candles.symbol}, {len(candles)} bars") from None
         return self._convert(raw, len(candles))
 
@@ -453,7 +453,7 @@ class UserStrategy:
         """
         try:
             signal = self._on_bar(bar, position)
-        except Exception as exc:  # noqa: BLE001 - the user's code
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code (sys.exit too)
             when = datetime.fromtimestamp(bar.ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
             raise self._failure("on_bar", exc, f"{bar.symbol} bar {when} UTC") from None
         if signal is None:
