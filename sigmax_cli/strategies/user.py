@@ -188,14 +188,15 @@ def _import_file(path: Path, spec: str) -> tuple[Any, Source]:
         module_spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(mod_name, None)
-        raise ConfigError(f"strategy file {path} has a syntax error at line {exc.lineno} ({exc.msg})",
+        inside = "" if exc.filename in (None, str(resolved)) else f" of {exc.filename}, which it imports,"
+        raise ConfigError(f"strategy file {path} has a syntax error at line {exc.lineno}{inside} ({exc.msg})",
                           "fix that line and run again") from None
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - anything the user's module raises while importing
         sys.modules.pop(mod_name, None)
         line = _user_line(exc, str(resolved))
         raise ConfigError(f"strategy file {path} cannot be imported: {line}{type(exc).__name__}: {exc}",
                           _import_fix(exc)) from None
-    return module, Source("file", spec, str(path), digest)
+    return module, Source("file", spec, str(resolved), digest)
 
 
 def _import_module(name: str, spec: str) -> Any:
