@@ -268,7 +268,7 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     clock = ExchangeClock(exchange, live.clock_sync_seconds)
     broker = LiveBroker(exchange, rules, env=env, clock=clock.now_ms, retry=retry,
                         submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms,
-                        clock_offset_ms=lambda: clock.skew_ms)
+                        clock_offset_ms=lambda: clock.skew_ms, accept_tolerance_ms=live.accept_tolerance_ms)
     account = _check_account(broker, exchange, settings, env, quote)
     run_id = new_run_id(env)
     metrics = None
