@@ -15,7 +15,8 @@ app = typer.Typer(help="Candle data: check files, download OHLCV from an exchang
 @app.command("check")
 def check(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A candle file or a directory of them.")],
+    path: Annotated[str, typer.Argument(help="A candle file or a directory of them; 'sample' is the "
+                                        "sample bundled with sigmax.", show_default=False)],
     timeframe: Annotated[
         str | None, typer.Option("--timeframe", "-i", help="Timeframe of a directory's files.")
     ] = None,
@@ -25,8 +26,12 @@ def check(
 ) -> None:
     """Load and validate candle files: bars, range, gaps (never filled in), sha256."""
     from sigmax_cli.data.candles import _iso, discover, load_candles
+    from sigmax_cli.data.sample import resolve_data
 
     state = obj(ctx)
+    path, note = resolve_data(path)
+    if note and state.verbosity >= 0:
+        state.err_console.print(f"note: {note}", markup=False, soft_wrap=True)
     wanted = split_symbols(symbols)
     files = discover(path, wanted, timeframe)
     reports = []
