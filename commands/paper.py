@@ -19,7 +19,8 @@ def paper(
     ctx: typer.Context,
     data: Annotated[str | None, typer.Option("--data", "--datadir", help="Candle file or freqtrade-layout directory; "
                                              "'sample' replays the real sample bundled with sigmax; omit for live "
-                                             "public data from the exchange.", show_default=False)] = None,
+                                             "public data from the exchange.", show_default=False,
+                                             metavar="PATH|sample")] = None,
     symbols: Annotated[str | None, typer.Option(*PAIRS_OPTIONS, help="e.g. BTC/USDT,ETH/USDT or 'BTC/USDT ETH/USDT'; "
                                                 "default: every pair in --data, or the profile's symbols.")] = None,
     timeframe: Annotated[
@@ -64,6 +65,9 @@ def paper(
     if fee is not None and not 0 <= fee < 0.1:
         raise ConfigError(f"--fee {fee} is not a fraction between 0 and 0.1", "pass e.g. --fee 0.001 for 0.1%")
     start, end = range_or_bounds(timerange, start, end)
+    if timerange is not None and end is not None and data is None:
+        raise ConfigError(f"--timerange {timerange} has an end, and a live run (no --data) has none",
+                          "replay candles with --data (e.g. --data sample), or leave the end open (20210101-)")
     data_path, data_note = resolve_data(data)
     if data_note and state.verbosity >= 0:
         state.err_console.print(f"note: {data_note}", markup=False, soft_wrap=True)

@@ -99,6 +99,12 @@ def test_bad_timerange_on_paper_is_one_sentence_exit_2_and_nothing_written(cli, 
     assert not (tmp_path / "home" / "ledger.db").exists()
 
 
+def test_a_timerange_with_an_end_needs_data_to_replay(cli, tmp_path):
+    _one_sentence(cli("paper", "--timerange", "20210101-20210201", "--no-tui"), "a live run (no --data)",
+                  "--data sample")
+    assert not (tmp_path / "home" / "ledger.db").exists()
+
+
 # -- -p/--pairs, -i, --datadir -------------------------------------------------------------------
 @pytest.mark.parametrize("spelling", [
     ["--symbols", "BTC/USDT,XRP/USDT"],
