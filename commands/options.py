@@ -23,7 +23,10 @@ def split_symbols(text: str | None) -> list[str] | None:
     """``"BTC/USDT, eth/usdt XRP/USDT"`` -> ``["BTC/USDT", "ETH/USDT", "XRP/USDT"]``.
 
     Commas, spaces or both separate symbols; they are upper-cased and repeats dropped (first
-    kept). ``None`` or a value with no symbol at all gives ``None`` (the command's default).
+    kept). ``None`` (the option not given) gives ``None``: the command's default.
+
+    Raises:
+        ConfigError: the value names no symbol at all (``""``, ``","``).
     """
     if text is None:
         return None
@@ -32,7 +35,12 @@ def split_symbols(text: str | None) -> list[str] | None:
         symbol = part.strip().upper()
         if symbol and symbol not in out:
             out.append(symbol)
-    return out or None
+    if not out:
+        from sigmax_cli.errors import ConfigError
+
+        raise ConfigError(f"--symbols {text!r} names no symbol",
+                          "give e.g. --symbols BTC/USDT,ETH/USDT (or -p BTC/USDT ETH/USDT), or leave the option out")
+    return out
 
 
 def join_pair_lists(args: list[str]) -> list[str]:

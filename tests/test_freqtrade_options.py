@@ -131,6 +131,14 @@ def test_a_pair_the_data_lacks_is_still_one_sentence(cli):
     assert result.exit_code == 65 and "no 1h candles for SOL/USDT" in result.stderr
 
 
+@pytest.mark.parametrize("command", [["paper", "--data", "sample"], ["data", "check", "sample", "-i", "1h"],
+                                     ["data", "download", "--since", "2021-01-01"]])
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_a_pair_list_naming_no_pair_is_one_sentence(cli, tmp_path, command, value):
+    _one_sentence(cli(*command, "-p", value), "names no symbol", "--symbols BTC/USDT,ETH/USDT")
+    assert not (tmp_path / "home" / "ledger.db").exists()
+
+
 def test_data_check_takes_pairs_and_i(cli):
     doc = _json(cli("data", "check", "sample", "-p", "btc/usdt xrp/usdt", "-i", "1h", "--json"))
     assert [f["symbol"] for f in doc["files"]] == ["BTC/USDT", "XRP/USDT"]
