@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -195,7 +196,9 @@ def test_report_csv_exports_one_row_per_trade(cli, tmp_path):
         assert row["symbol"] == trip["symbol"] and int(row["entry_ms"]) == trip["entry_ms"]
         for key in ("qty", "entry_price", "exit_price", "gross_pnl", "fees", "pnl", "return_pct"):
             assert float(row[key]) == trip[key], key  # unrounded
-        assert row["exit_time"].endswith("Z") and row["exit_time"][:10] == row["exit_time"][:10]
+        for when in ("entry", "exit"):
+            iso = datetime.fromtimestamp(trip[f"{when}_ms"] / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert row[f"{when}_time"] == iso
     assert sum(float(r["pnl"]) for r in rows) == pytest.approx(run["final_equity"] - 10_000, abs=1e-6)
     out = tmp_path / "trades.csv"
     written = cli("report", "--format", "csv", "--output", out)

@@ -49,8 +49,3 @@ def is_sample(path: Path | None) -> bool:
     resolved = Path(path).resolve()
     return resolved == SAMPLE_DIR or resolved.parent == SAMPLE_DIR
 
-
-def describe() -> str:
-    """One phrase naming the sample, for summaries and messages."""
-    return (f"the bundled sample: real Binance {SAMPLE_TIMEFRAME} candles of {', '.join(SAMPLE_SYMBOLS)}, "
-            f"{SAMPLE_SPAN}")
