@@ -22,7 +22,7 @@ import pytest
 
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.data.sample import SAMPLE_DIR, SAMPLE_SYMBOLS, resolve_data
-from sigmax_cli.markets import TICK_SIZE, load_markets_file
+from sigmax_cli.markets import DECIMAL_PLACES, load_markets_file
 from tests.conftest import FREQTRADE_1H, REPO
 
 FILES = [f"{s.replace('/', '_')}-1h.json" for s in SAMPLE_SYMBOLS]
@@ -61,16 +61,16 @@ def test_sample_markets_parse_with_binances_real_precision(data_dir):
     expected = {"BTC/USDT": (1e-05, 0.01), "ETH/USDT": (1e-04, 0.01), "XRP/USDT": (1.0, 0.0001)}
     for symbol, (step, tick) in expected.items():
         rule = rules[symbol]
-        assert rule.precision_mode == TICK_SIZE
+        assert rule.precision_mode == DECIMAL_PLACES  # the fixture's digit counts, read as such
         assert (rule.amount_step, rule.price_tick) == (step, tick)
         assert rule.min_notional == 5.0 and rule.min_amount == step
     # the entries are ccxt's static fixture unchanged, plus the precision mode
     saved = json.loads((SAMPLE_DIR / "markets.json").read_text())
     fixture = json.loads((data_dir / "exchange_api" / "ccxt_static" / "binance_markets_spot_subset.json").read_text())
     for symbol, market in saved.items():
-        assert market.pop("precisionMode") == TICK_SIZE
+        assert market.pop("precisionMode") == DECIMAL_PLACES
         assert market == fixture[symbol]
-        # the fixture's digit counts and Binance's filters (what TICK_SIZE reads) agree
+        # the fixture's digit counts and Binance's own filters agree
         assert 10.0 ** -market["precision"]["amount"] == expected[symbol][0]
         assert 10.0 ** -market["precision"]["price"] == expected[symbol][1]
 
