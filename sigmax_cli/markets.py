@@ -309,8 +309,8 @@ def from_ccxt(market: dict[str, Any], source: str = "ccxt", precision_mode: int 
     (LOT_SIZE, PRICE_FILTER, MIN_NOTIONAL / NOTIONAL), when present, are authoritative in
     ``TICK_SIZE`` mode; a market without a precision mode is accepted only when it has both
     LOT_SIZE and PRICE_FILTER, whose step and tick are then used (its ``precision`` numbers,
-    which older ccxt wrote as digit counts, are not read). A NaN or infinite value (ccxt passes an exchange's ``"NaN"`` through)
-    counts as missing, like ``None``.
+    which older ccxt wrote as digit counts, are not read). A NaN or infinite value (ccxt
+    passes an exchange's ``"NaN"`` through) counts as missing, like ``None``.
 
     Raises:
         KeyError, TypeError, ValueError: ``market`` is not a ccxt market structure, names no
