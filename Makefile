@@ -18,10 +18,23 @@ install-rl:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[rl,dev]"
 
-# The main job: download real Binance 1h candles (public API, no keys), replay them on paper.
+# The main job: download real Binance 1h candles (public API, no keys), replay them on paper. When the
+# exchange cannot be reached (the download exits 69: no network, a firewall, an outage), say so in one line and
+# replay the real Binance sample bundled with sigmax instead. Any other failure (exit 2 bad option, 65 bad data,
+# ...) stops here with the download's own message and exit code.
 paper: install
-	sigmax data download --exchange binance --symbols $(SYMBOLS) --timeframe 1h --since $(SINCE) --out $(DATA_DIR)
-	sigmax paper --data $(DATA_DIR) --symbols $(SYMBOLS) --timeframe 1h
+	@exec 3>&1; \
+	err=$$(sigmax data download --exchange binance --symbols $(SYMBOLS) --timeframe 1h --since $(SINCE) \
+	       --out $(DATA_DIR) 2>&1 1>&3); rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+	    if [ -n "$$err" ]; then printf '%s\n' "$$err" >&2; fi; \
+	    sigmax paper --data $(DATA_DIR) --symbols $(SYMBOLS) --timeframe 1h; \
+	elif [ $$rc -eq 69 ]; then \
+	    echo "cannot reach binance (offline?), so this run replays the real Binance 1h sample bundled with sigmax instead: sigmax paper --data sample"; \
+	    sigmax paper --data sample --symbols $(SYMBOLS) --timeframe 1h; \
+	else \
+	    printf '%s\n' "$$err" >&2; exit $$rc; \
+	fi
 
 # The same replay offline, on the freqtrade-layout candles beside the checkout.
 paper-offline: install

@@ -148,7 +148,7 @@ app = typer.Typer(
     help="Operations toolkit for crypto trading bots: paper and testnet trading, research, "
     "health checks, backups and an emergency stop.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: Click's lazy completion, nothing imported up front
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from commands.context import obj, print_json
+from commands.options import PAIRS_OPTIONS, PairsCommand, split_symbols
 
 app = typer.Typer(help="Candle data: check files, download OHLCV from an exchange.", no_args_is_help=True)
 
@@ -14,16 +15,24 @@ app = typer.Typer(help="Candle data: check files, download OHLCV from an exchang
 @app.command("check")
 def check(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A candle file or a directory of them.")],
-    timeframe: Annotated[str | None, typer.Option("--timeframe", help="Timeframe of a directory's files.")] = None,
-    symbols: Annotated[str | None, typer.Option("--symbols", help="Comma-separated, e.g. BTC/USDT,ETH/USDT.")] = None,
+    path: Annotated[str, typer.Argument(help="A candle file or a directory of them; 'sample' is the "
+                                        "sample bundled with sigmax.", show_default=False)],
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", "-i", help="Timeframe of a directory's files.")
+    ] = None,
+    symbols: Annotated[str | None, typer.Option(*PAIRS_OPTIONS, help="e.g. BTC/USDT,ETH/USDT or "
+                                                "'BTC/USDT ETH/USDT'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Load and validate candle files: bars, range, gaps (never filled in), sha256."""
     from sigmax_cli.data.candles import _iso, discover, load_candles
+    from sigmax_cli.data.sample import resolve_data
 
     state = obj(ctx)
-    wanted = [s.strip().upper() for s in symbols.split(",")] if symbols else None
+    path, note = resolve_data(path)
+    if note and state.verbosity >= 0:
+        state.err_console.print(f"note: {note}", markup=False, soft_wrap=True)
+    wanted = split_symbols(symbols)
     files = discover(path, wanted, timeframe)
     reports = []
     for file in files:
@@ -57,24 +66,30 @@ def check(
             state.console.print(f"warning: {warning}", soft_wrap=True)
 
 
-@app.command("download")
+@app.command("download", cls=PairsCommand)
 def download(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option("--since", help="First bar: ISO date or date-time, UTC.")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="First bar: ISO date or date-time, UTC (or --timerange).")
+    ] = None,
     exchange: Annotated[
         str | None, typer.Option("--exchange", help="ccxt exchange id (default: setting).")
     ] = None,
     symbols: Annotated[
-        str | None, typer.Option("--symbols", help="Comma-separated, e.g. BTC/USDT,ETH/USDT.")
+        str | None, typer.Option(*PAIRS_OPTIONS, help="e.g. BTC/USDT,ETH/USDT or 'BTC/USDT ETH/USDT'.")
     ] = None,
     timeframe: Annotated[
-        str | None, typer.Option("--timeframe", help="Bar length, e.g. 1m, 5m, 1h, 1d.")
+        str | None, typer.Option("--timeframe", "-i", help="Bar length, e.g. 1m, 5m, 1h, 1d.")
     ] = None,
     until: Annotated[
         str | None, typer.Option("--until", help="Only bars opening before this date (UTC).")
     ] = None,
+    timerange: Annotated[
+        str | None, typer.Option("--timerange", help="freqtrade's START-END instead of --since/--until, "
+                                 "e.g. 20240101-20240301 or 20240101- (end excluded).")
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Directory (default: <home>/data/<exchange>).")
+        Path | None, typer.Option("--out", "--datadir", help="Directory (default: <home>/data/<exchange>).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
@@ -82,12 +97,17 @@ def download(
 
     Also merges the symbols' ccxt markets (precision, limits) into markets.json there."""
     from sigmax_cli.data.download import download_many, parse_date_ms
+    from sigmax_cli.data.timerange import range_or_bounds
+    from sigmax_cli.errors import ConfigError
     from sigmax_cli.exchange.client import exchange_from_settings
 
     state = obj(ctx)
+    since, until = range_or_bounds(timerange, since, until, "--since", "--until")
+    if since is None:
+        raise ConfigError("a download needs its first bar", "give --since 2024-01-01 or --timerange 20240101-")
     since_ms = parse_date_ms(since, "--since")
     until_ms = parse_date_ms(until, "--until") if until is not None else None
-    settings = state.settings({"exchange": exchange, "symbols": symbols, "timeframe": timeframe})
+    settings = state.settings({"exchange": exchange, "symbols": split_symbols(symbols), "timeframe": timeframe})
     out_dir = out or settings.home / "data" / settings.exchange
     client = exchange_from_settings(settings, with_keys=False)
     console = state.console

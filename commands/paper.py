@@ -9,20 +9,27 @@ from typing import Annotated
 import typer
 
 from commands.context import obj, print_json
+from commands.options import PAIRS_OPTIONS, PairsCommand, split_symbols
 
 app = typer.Typer()
 
 
-@app.command("paper")
+@app.command("paper", cls=PairsCommand)
 def paper(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option("--data", help="Candle file or freqtrade-layout directory; "
-                                              "omit for live public data from the exchange.")] = None,
-    symbols: Annotated[str | None, typer.Option("--symbols", help="e.g. BTC/USDT,ETH/USDT; default: every "
-                                                "pair in --data, or the profile's symbols.")] = None,
-    timeframe: Annotated[str | None, typer.Option("--timeframe", help="Bar length, e.g. 1h (profile default).")] = None,
+    data: Annotated[str | None, typer.Option("--data", "--datadir", help="Candle file or freqtrade-layout directory; "
+                                             "'sample' replays the real sample bundled with sigmax; omit for live "
+                                             "public data from the exchange.", show_default=False,
+                                             metavar="PATH|sample")] = None,
+    symbols: Annotated[str | None, typer.Option(*PAIRS_OPTIONS, help="e.g. BTC/USDT,ETH/USDT or 'BTC/USDT ETH/USDT'; "
+                                                "default: every pair in --data, or the profile's symbols.")] = None,
+    timeframe: Annotated[
+        str | None, typer.Option("--timeframe", "-i", help="Bar length, e.g. 1h (profile default).")
+    ] = None,
     start: Annotated[str | None, typer.Option("--start", help="First bar, ISO date/time UTC.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Stop before this ISO date/time UTC.")] = None,
+    timerange: Annotated[str | None, typer.Option("--timerange", help="freqtrade's START-END instead of --start/--end, "
+                                                  "e.g. 20210101-20210301 or 20210101- (end excluded).")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="rules, rl:MODEL.zip, PATH.py:Class, "
                                             "module:Class or a plugin (sigmax strategy list).")] = "rules",
     balance: Annotated[
@@ -43,6 +50,8 @@ def paper(
     import math
     import threading
 
+    from sigmax_cli.data.sample import SAMPLE_TIMEFRAME, is_sample, resolve_data
+    from sigmax_cli.data.timerange import range_or_bounds
     from sigmax_cli.errors import ConfigError, Halted, Interrupted
     from sigmax_cli.paper import PaperOptions, prepare_paper, run_paper
     from sigmax_cli.signals import stop_on_signals
@@ -56,12 +65,21 @@ def paper(
                           "pass e.g. --speed 0 (as fast as possible) or --speed 60 (60 x real time)")
     if fee is not None and not 0 <= fee < 0.1:
         raise ConfigError(f"--fee {fee} is not a fraction between 0 and 0.1", "pass e.g. --fee 0.001 for 0.1%")
-    wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
+    start, end = range_or_bounds(timerange, start, end)
+    if timerange is not None and end is not None and data is None:
+        raise ConfigError(f"--timerange {timerange} has an end, and a live run (no --data) has none",
+                          "replay candles with --data (e.g. --data sample), or leave the end open (20210101-)")
+    data_path, data_note = resolve_data(data)
+    if data_note and state.verbosity >= 0:
+        state.err_console.print(f"note: {data_note}", markup=False, soft_wrap=True)
+    if timeframe is None and is_sample(data_path):
+        timeframe = SAMPLE_TIMEFRAME  # the sample's, whatever the profile's
+    wanted = split_symbols(symbols)
     settings = state.settings(overrides={
         "timeframe": timeframe, "markets_file": markets, "symbols": wanted,
         "paper": {"balance": balance, "maker_fee": fee, "taker_fee": fee, "slippage_bps": slippage_bps},
     }, home_must_be_dir=True)
-    plan = prepare_paper(settings, PaperOptions(data=data, symbols=wanted, start=start, end=end, strategy=strategy,
+    plan = prepare_paper(settings, PaperOptions(data=data_path, symbols=wanted, start=start, end=end, strategy=strategy,
                                                 speed=speed, max_bars=max_bars, run_id=run_id))
     observer = _observer(state, as_json, tui)
     stop = threading.Event()
@@ -71,7 +89,7 @@ def paper(
     if as_json:
         print_json({**summary.to_dict(), "data_warnings": data_warnings})
     else:
-        _render(state.console, summary, [*data_warnings, *plan.warnings], _market_rules(plan))
+        _render(state.console, summary, [*data_warnings, *plan.warnings], _market_rules(plan), _data_label(plan))
     if summary.status == "halted":
         raise Halted(f"run {summary.run_id} ended HALTED by the kill switch after {summary.bars} bars and is marked "
                      "halted in the ledger", "see `sigmax panic --status`; release it with "
@@ -102,7 +120,17 @@ def _market_rules(plan) -> str:
     return "exchange" if plan.options.data is None else "defaults (step 1e-8, no minimum)"
 
 
-def _render(console, summary, warnings: list[str], market_rules: str) -> None:
+def _data_label(plan) -> str:
+    """What the run replayed, for the summary table."""
+    from sigmax_cli.data.sample import SAMPLE_SPAN, is_sample
+
+    data = plan.options.data
+    if data is None:
+        return "live public candles"
+    return f"bundled sample ({SAMPLE_SPAN})" if is_sample(data) else str(data)
+
+
+def _render(console, summary, warnings: list[str], market_rules: str, data: str) -> None:
     from rich.table import Table
 
     for warning in warnings:
@@ -111,7 +139,8 @@ def _render(console, summary, warnings: list[str], market_rules: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("symbols", ", ".join(summary.symbols)), ("timeframe", summary.timeframe), ("market rules", market_rules),
+        ("data", data), ("symbols", ", ".join(summary.symbols)), ("timeframe", summary.timeframe),
+        ("market rules", market_rules),
         ("bars", f"{summary.bars:,}"),
         ("orders / fills", f"{summary.orders} / {summary.fills}"),
         ("rejected / risk denials", f"{summary.rejected} / {summary.risk_denials}"),

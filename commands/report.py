@@ -1,4 +1,4 @@
-"""``sigmax report``: performance report of a run from the ledger (table, JSON, Markdown, HTML)."""
+"""``sigmax report``: performance report of a run from the ledger (table, JSON, Markdown, HTML; its trades as CSV)."""
 
 
 import sys
@@ -18,6 +18,7 @@ class ReportFormat(StrEnum):
     json = "json"
     markdown = "markdown"
     html = "html"
+    csv = "csv"
 
 
 @app.command("report")
@@ -30,7 +31,7 @@ def report(
         bool, typer.Option("--latest", help="The most recent run (the default).")
     ] = False,
     fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="Output format.")
+        ReportFormat, typer.Option("--format", help="Output format; csv: the run's trades, one row each.")
     ] = ReportFormat.table,
     output: Annotated[
         Path | None,

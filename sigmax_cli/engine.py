@@ -142,9 +142,10 @@ class Engine:
             cached state is read before every step (ENGAGED halts and cancels, UNKNOWN halts).
         sentiment_fn: returns the overall research sentiment in [-1, 1] or ``None``; read
             at every risk evaluation (keep it cheap: a cached value).
-        alerts: an :class:`~sigmax_cli.alerts.dispatcher.AlertDispatcher`: every risk trip,
-            kill-switch change and performance threshold becomes an alert; its delivery
-            history is recorded in the ledger as ``alert.*`` events.
+        alerts: an :class:`~sigmax_cli.alerts.dispatcher.AlertDispatcher`: every critical
+            event, risk trip, kill-switch change and performance threshold becomes an alert
+            (:func:`sigmax_cli.alerts.events.alert_for`); its delivery history is recorded in
+            the ledger as ``alert.*`` events. The engine closes it when the run ends.
     """
 
     def __init__(self, *, config: EngineConfig, feed: Feed, strategy: Strategy, broker: Broker,
@@ -684,12 +685,12 @@ class Engine:
         row = EventRow(ts, level, kind, message)
         self.recent_events.append(row)
         self.observer.on_event(row)
-        if self.alerts is not None and (kind.startswith("risk.") or kind == "order.rejections_repeated") \
-                and level in ("warning", "critical") and not kind.startswith("risk.denied"):
-            from sigmax_cli.alerts.base import Alert
+        if self.alerts is not None:  # every critical event, risk trips, repeated rejections
+            from sigmax_cli.alerts.events import alert_for
 
-            self.alerts.notify(Alert(kind, "critical" if level == "critical" else "warning",
-                                     f"{self.cfg.run_id}: {message}", "", ts, dict(data or {})))
+            alert = alert_for(self.cfg.run_id, ts, level, kind, message, data)
+            if alert is not None:
+                self.alerts.notify(alert)
         if level == "critical":
             self._flush()  # a halt must be visible to monitor and health at once
 

@@ -268,7 +268,7 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     clock = ExchangeClock(exchange, live.clock_sync_seconds)
     broker = LiveBroker(exchange, rules, env=env, clock=clock.now_ms, retry=retry,
                         submit_attempts=live.submit_attempts, recv_window_ms=live.recv_window_ms,
-                        clock_offset_ms=lambda: clock.skew_ms)
+                        clock_offset_ms=lambda: clock.skew_ms, accept_tolerance_ms=live.accept_tolerance_ms)
     account = _check_account(broker, exchange, settings, env, quote)
     run_id = new_run_id(env)
     metrics = None
@@ -333,21 +333,40 @@ class LiveSummary:
 
 
 class _Events:
-    """Records an event in the ledger and, once the engine runs, on its dashboard."""
+    """Records an event of the live run's own parts (broker, reconciliation, feed) in the
+    ledger and, once the engine runs, on its dashboard; every critical one (``order.unknown``,
+    ``reconcile.discrepancy``...) also goes to ``alerts``, the dispatcher the engine shares,
+    under the same policy and debounce as the engine's events
+    (:func:`sigmax_cli.alerts.events.alert_for`)."""
 
-    def __init__(self, ledger: Any, run_id: str, clock: Callable[[], int]) -> None:
-        self.ledger, self.run_id, self.clock = ledger, run_id, clock
+    def __init__(self, ledger: Any, run_id: str, clock: Callable[[], int], alerts: Any = None) -> None:
+        self.ledger, self.run_id, self.clock, self.alerts = ledger, run_id, clock, alerts
         self.engine: Engine | None = None
 
     def __call__(self, level: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        from sigmax_cli.alerts.events import alert_for
+
         ts = self.clock()
         self.ledger.record_event(self.run_id, ts, level, kind, message, data)
         if self.engine is not None:
             row = EventRow(ts, level, kind, message)
             self.engine.recent_events.append(row)
             self.engine.observer.on_event(row)
+        alert = alert_for(self.run_id, ts, level, kind, message, data) if self.alerts is not None else None
+        if alert is not None:
+            self.alerts.notify(alert)
         if level == "critical":
             self.ledger.flush()  # visible to monitor and health at once
+
+    def close_alerts(self) -> None:
+        """Deliver what is queued and record the deliveries (``alert.*`` events) in the ledger;
+        alerts raised after this (none expected) are delivered inline."""
+        if self.alerts is None:
+            return
+        from sigmax_cli.alerts.dispatcher import record_history
+
+        self.alerts.close()
+        record_history(self.ledger, self.run_id, self.alerts.drain_history())
 
 
 class _TickFeed:
@@ -425,7 +444,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
             ledger.start_run(run_id=run_id, mode=env, profile=s.profile, exchange=s.exchange,
                              strategy=options.strategy, params=params, symbols=list(plan.markets),
                              timeframe=s.timeframe, data_files=[], initial_equity=plan.account.quote_free)
-            events = _Events(ledger, run_id, now_fn)
+            alerts = alerts_from_settings(s)  # one dispatcher, shared with the engine
+            events = _Events(ledger, run_id, now_fn, alerts)
             broker.emit = events  # an order whose fate the exchange cannot tell is reported as an event
 
             def journal(order: Any) -> None:  # write-ahead: in the ledger before the exchange sees it
@@ -445,6 +465,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 capital, initial_equity = _capital(broker, s, plan.quote, carried)
             except BaseException as exc:  # the run never traded: record why, then let it surface
                 cause = exc.cause if isinstance(exc, SigmaxError) else type(exc).__name__
+                events.close_alerts()  # what start-up found still reaches a human
                 ledger.finish_run(run_id, "failed", {"error": f"start-up reconciliation failed: {cause}"})
                 raise
             broker.seed({plan.quote: capital, **{plan.markets[sym].base: p.qty for sym, p in carried.items()}})
@@ -485,7 +506,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
 
             engine = Engine(config=config, feed=_TickFeed(feed, on_tick), strategy=plan.strategy, broker=broker,
                             guard=build_guard(s.risk, tf_ms), ledger=ledger, observer=observer, killswitch=watcher,
-                            alerts=alerts_from_settings(s))  # risk trips, kill switch ENGAGED/UNKNOWN
+                            alerts=alerts)  # risk trips, kill switch ENGAGED/UNKNOWN, critical events
             events.engine = engine
             engine.on_ledger_wait = lambda: _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id,
                                                         "running")
@@ -493,8 +514,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 engine.portfolio.positions[sym] = Position(sym, pos.qty, pos.avg_price, 0.0,
                                                            pos.opened_ms or now_fn())
             try:
-                summary = engine.run(stop)
-                _close_out(broker, reconciler, ledger, s.ledger.outage_grace_seconds)
+                summary = engine.run(stop)  # closes the dispatcher; the close-out's alerts go inline
+                _close_out(broker, reconciler, ledger, s.ledger.outage_grace_seconds, events)
             finally:
                 _after_tick(engine, broker, metrics, redis_beat, None, state, bot_id, "stopped")
     finally:
@@ -534,11 +555,12 @@ def _reconcile_periodic(reconciler: Any, ledger: Any) -> Any:
         return None
 
 
-def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any, grace_s: float) -> None:
+def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any, grace_s: float, events: _Events) -> None:
     """After the last bar: poll the orders still tracked once more and write what changed
     (an order whose fate was unknown, trades of the last bar), so the ledger ends equal to
-    the exchange. Open orders stay open; the next run adopts them. In a ledger outage the
-    write is retried for ``grace_s`` seconds (then the ledger spills it on close)."""
+    the exchange, with the deliveries of alerts raised after the engine stopped. Open orders
+    stay open; the next run adopts them. In a ledger outage the write is retried for
+    ``grace_s`` seconds (then the ledger spills it on close)."""
     for symbol in list(broker.markets):
         if not broker.has_open_orders(symbol):
             continue
@@ -551,6 +573,7 @@ def _close_out(broker: LiveBroker, reconciler: Any, ledger: Any, grace_s: float)
             ledger.record_fill(fill.record(reconciler.run_of(fill.client_order_id)))
         for order in changes.orders:
             reconciler.record_order(order)
+    events.close_alerts()
     if not ledger.try_flush():
         ledger.ride_out(grace_s)
 

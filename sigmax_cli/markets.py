@@ -306,10 +306,11 @@ def from_ccxt(market: dict[str, Any], source: str = "ccxt", precision_mode: int 
 
     ``precision`` is read in that mode: tick sizes in ``TICK_SIZE``, digit counts in the
     other two (``0`` decimal places means whole units). Binance's raw filters in ``info``
-    (LOT_SIZE, PRICE_FILTER, MIN_NOTIONAL / NOTIONAL), when present, are authoritative and
-    are tick sizes by definition: with them, a market without a precision mode is read as
-    ``TICK_SIZE``. A NaN or infinite value (ccxt passes an exchange's ``"NaN"`` through)
-    counts as missing, like ``None``.
+    (LOT_SIZE, PRICE_FILTER, MIN_NOTIONAL / NOTIONAL), when present, are authoritative in
+    ``TICK_SIZE`` mode; a market without a precision mode is accepted only when it has both
+    LOT_SIZE and PRICE_FILTER, whose step and tick are then used (its ``precision`` numbers,
+    which older ccxt wrote as digit counts, are not read). A NaN or infinite value (ccxt
+    passes an exchange's ``"NaN"`` through) counts as missing, like ``None``.
 
     Raises:
         KeyError, TypeError, ValueError: ``market`` is not a ccxt market structure, names no
@@ -321,8 +322,10 @@ def from_ccxt(market: dict[str, Any], source: str = "ccxt", precision_mode: int 
     limits = market.get("limits") or {}
     filters = {f.get("filterType"): f for f in (market.get("info") or {}).get("filters", []) if isinstance(f, dict)}
     mode = precision_mode if precision_mode is not None else market.get(PRECISION_MODE_KEY)
-    if mode is None and ("LOT_SIZE" in filters or "PRICE_FILTER" in filters):
+    from_filters = mode is None and "LOT_SIZE" in filters and "PRICE_FILTER" in filters
+    if from_filters:  # Binance's own step and tick: the precision numbers beside them are not read
         mode = TICK_SIZE
+        precision = {}
     if mode is None:
         raise ValueError(f"{market.get('symbol', '?')} has no precisionMode")
     if mode not in PRECISION_MODES:

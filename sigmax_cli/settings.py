@@ -343,6 +343,12 @@ class LiveSettings(_Section):
     stale_after_bars: float = Field(1.0, gt=0, description="bars the next bar may be overdue before data is stale")
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="seconds; HTTP timeout of one exchange request")
     recv_window_ms: int = Field(5000, ge=1, le=60_000, description="ms; a signed request older than this is refused")
+    accept_tolerance_ms: int = Field(
+        1000, ge=0, le=60_000,
+        description="ms added to the deadline after which a request whose answer was lost can no longer be accepted "
+        "(signed timestamp + recv_window_ms + measured clock lead) before the order may be sent again; Binance "
+        "refuses requests timestamped 1000 ms or more ahead of its clock, so 1000 covers any lead it accepts even "
+        "unmeasured. Raise it for an exchange more tolerant than that; lower it only knowing the exchange's rule")
     rate_limit_ms: float | None = Field(
         None, gt=0, description="ms between requests; None = ccxt's default for the exchange (binance: 50)")
     retry_attempts: int = Field(4, ge=1, le=20, description="tries of an idempotent call on temporary errors")

@@ -57,6 +57,34 @@ def test_webhook_telegram_and_email_receive_with_debounce():
     assert statuses.count("sent") == 9 and statuses.count("debounced") == 1
 
 
+def test_a_background_dispatcher_delivers_its_queue_on_close_and_later_alerts_inline():
+    """A live run's close-out can raise an alert after the engine closed the dispatcher:
+    it is delivered at once, not queued for a worker that is gone. Closing twice is harmless."""
+    with HttpSink() as http:
+        dispatcher = AlertDispatcher([WebhookChannel(f"{http.url}/hook")], debounce_s=300, background=True)
+        assert dispatcher.notify(alert(trigger="order.unknown", severity="critical", title="before close"))
+        dispatcher.close()
+        assert [b["text"] for _, b in http.received] == ["[CRITICAL] before close"]
+        assert dispatcher.notify(alert(trigger="reconcile.discrepancy", severity="critical", title="after close"))
+        assert [b["text"] for _, b in http.received][-1] == "[CRITICAL] after close"  # inline: already there
+        dispatcher.close()
+    assert [h["status"] for h in dispatcher.drain_history()] == ["sent", "sent"]
+
+
+@pytest.mark.parametrize(("level", "kind", "severity"), [
+    ("critical", "order.unknown", "critical"), ("critical", "reconcile.discrepancy", "critical"),
+    ("critical", "ledger.invariant", "critical"), ("warning", "risk.daily_loss_limit", "warning"),
+    ("warning", "order.rejections_repeated", "warning"), ("warning", "risk.denied.max_orders", None),
+    ("warning", "reconcile.discrepancy", None), ("warning", "feed.stale", None), ("info", "risk.resumed.x", None)])
+def test_which_events_alert(level, kind, severity):
+    from sigmax_cli.alerts.events import alert_for
+
+    made = alert_for("run-1", 5, level, kind, "what happened", {"k": 1})
+    assert (made.severity if made else None) == severity
+    if made is not None:
+        assert (made.trigger, made.title, made.ts_ms, made.data) == (kind, "run-1: what happened", 5, {"k": 1})
+
+
 def test_a_failing_webhook_is_recorded_not_raised_and_never_leaks_its_url():
     with HttpSink() as http:
         http.status = 500

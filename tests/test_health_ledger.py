@@ -121,6 +121,60 @@ def test_ledger_schema_older_and_newer(ledger_url):
     assert newer.status is Status.CRITICAL and "newer than this sigmax" in newer.message
 
 
+def spill_rows(url: str, home: Path, run_id: str) -> Path:
+    """A spill file as a bot leaves it when it gives up on a ledger outage: a buffered event,
+    spilled through the real Ledger into the folder paper and run use."""
+    from sigmax_cli.paper import spill_dir
+
+    with Ledger(url) as ledger:  # opened without it: opening with a spill_dir writes earlier spills in
+        ledger.spill_dir = spill_dir(load_settings(home=home, overrides={"database_url": url}))
+        ledger.record_event(run_id, NOW, "info", "test.row", "a row the outage kept")
+        path = ledger.spill()
+    assert path is not None and path.parent == home / "ledger-spill"
+    return path
+
+
+def test_pending_spill_files_warn_with_count_age_and_fix_until_a_bot_writes_them_in(tmp_path, ledger_url):
+    home = tmp_path / "home"
+    settings = load_settings(home=home, overrides={"database_url": ledger_url, "health": WIDE_LATENCY})
+    ok = by_key(run_checks(settings, ["ledger"], clock=pinned), "ledger:spill")
+    assert (ok.status, ok.value) == (Status.OK, 0)
+    first = spill_rows(ledger_url, home, "paper-spilled-1")
+    spill_rows(ledger_url, home, "paper-spilled-2")
+    other = spill_rows(f"sqlite:///{tmp_path / 'other.db'}", home, "paper-elsewhere")
+    (home / "ledger-spill" / "torn.json").write_text('{"format": 1, "id"')
+    written = json.loads(first.read_text())["written_ms"]
+    report = run_checks(settings, ["ledger"], clock=lambda: written + 3 * HOUR)
+    spill = by_key(report, "ledger:spill")
+    assert (spill.status, spill.value) == (Status.WARNING, 4) and report.status is Status.WARNING
+    assert spill.message.startswith(f"2 file(s) of ledger rows spilled in an outage wait in {home / 'ledger-spill'} "
+                                    "(oldest 3.0 h)")
+    assert "start a bot on this ledger with this SIGMAX_HOME (`sigmax paper` or `sigmax run`)" in spill.message
+    assert "1 file(s) there (oldest 3.0 h) belong to another ledger" in spill.message
+    assert "1 file(s) cannot be read (torn.json)" in spill.message
+    # the fix named is the real one: a bot opening this ledger (Ledger with the run's spill_dir) writes them in
+    from sigmax_cli.paper import spill_dir
+
+    with Ledger(ledger_url, spill_dir=spill_dir(settings)) as ledger, ledger.engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(s.events).where(s.events.c.kind == "test.row"))
+        assert rows.scalar_one() == 2
+    other.unlink()
+    (home / "ledger-spill" / "torn.json").unlink()
+    after = by_key(run_checks(settings, ["ledger"], clock=pinned), "ledger:spill")
+    assert (after.status, after.value) == (Status.OK, 0)
+
+
+def test_spill_files_are_reported_when_the_ledger_cannot_be_opened(tmp_path):
+    home = tmp_path / "home"
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    path = spill_rows(url, home, "paper-spilled")
+    (tmp_path / "ledger.db").unlink()  # the database is gone; its spilled rows are not
+    report = run_checks(load_settings(home=home, overrides={"database_url": url}), ["ledger"], clock=pinned)
+    assert by_key(report, "ledger:latency").status is Status.CRITICAL
+    spill = by_key(report, "ledger:spill")
+    assert spill.status is Status.WARNING and spill.value == 1 and str(path.parent) in spill.message
+
+
 def test_missing_sqlite_ledger_is_critical_and_not_created(tmp_path):
     path = tmp_path / "nowhere" / "ledger.db"
     report = run_checks(settings_for(f"sqlite:///{path}"), ["ledger", "heartbeat", "backup", "data"])

@@ -187,9 +187,9 @@ def test_a_spill_is_written_in_once_with_the_run_marked_failed(ledger_url, tmp_p
                                                     "exposure": 0.0, "benchmark": 1.0}],
            "events": [], "finish": {"run_id": "r1", "status": "failed", "ended_ms": 9, "first_bar_ms": 5,
                                     "last_bar_ms": 5, "summary_json": '{"error": "ledger away"}'}}
-    from sigmax_cli.ledger.store import _fingerprint
+    from sigmax_cli.ledger.store import ledger_fingerprint
 
-    doc["ledger"] = _fingerprint(ledger_url)
+    doc["ledger"] = ledger_fingerprint(ledger_url)
     spill.mkdir(exist_ok=True)
     (spill / "r1-1-1.json").write_text(json.dumps(doc))
     (spill / "other-ledger.json").write_text(json.dumps({**doc, "ledger": "someone else's"}))

@@ -335,3 +335,18 @@ def test_an_order_whose_fate_the_exchange_cannot_tell_blocks_its_symbol_and_is_r
     assert account.by_client_id(first) == [] and len(account.orders) > 0  # it did not exist; trading went on
     later = [r for r in orders.values() if r["client_order_id"] != first]
     assert later and min(r["created_ms"] for r in later) >= orders[first]["updated_ms"]  # blocked until settled
+
+
+def test_the_acceptance_tolerance_setting_reaches_the_broker(world, tmp_path, monkeypatch):
+    """``live.accept_tolerance_ms`` (default 1000: Binance refuses requests timestamped 1000 ms
+    or more ahead of its clock) is what the broker adds to a lost request's deadline."""
+    emu, _account, _clock = world
+    default = prepare_live(settings(tmp_path, emu), LiveOptions(max_ticks=1))
+    monkeypatch.setenv("SIGMAX_LIVE__ACCEPT_TOLERANCE_MS", "2500")  # as an operator sets it
+    from_env = prepare_live(settings(tmp_path, emu), LiveOptions(max_ticks=1))
+    for plan in (default, from_env):
+        plan.broker.clock_offset_ms = lambda: -300  # the local clock 300 ms ahead, the same for both
+        plan.exchange.close()
+    assert (default.broker.accept_tolerance_ms, from_env.broker.accept_tolerance_ms) == (1000, 2500)
+    assert default.broker.acceptance_deadline(1_000_000, 5000) == 1_000_000 + 5000 + 300 + 1000
+    assert from_env.broker.acceptance_deadline(1_000_000, 5000) == 1_000_000 + 5000 + 300 + 2500

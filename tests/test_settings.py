@@ -83,7 +83,7 @@ def test_bad_settings_are_one_config_error(tmp_path, kind, expected):
 def test_env_testnet_example_lists_every_setting_and_loads():
     text = (REPO / ".env.testnet.example").read_text()
     keys = set(re.findall(r"SIGMAX_[A-Z_]+", text))
-    run_sections = {"strategy", "risk", "paper"}  # what `sigmax run` reads; research, health... are not
+    run_sections = {"strategy", "risk", "paper", "live"}  # what `sigmax run` reads; research, health... are not
     for name, field in Settings.model_fields.items():
         sub = field.annotation
         if hasattr(sub, "model_fields"):

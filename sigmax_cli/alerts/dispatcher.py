@@ -23,7 +23,8 @@ class AlertDispatcher:
         debounce_s: seconds during which a trigger that already fired is suppressed (the
             suppressed count is added to the next alert of that trigger).
         min_severity: alerts below it are dropped (info < warning < error < critical).
-        background: deliver from a worker thread (trading loops); ``False`` delivers inline.
+        background: deliver from a worker thread (trading loops) until :meth:`close`;
+            ``False`` delivers inline.
         clock: seconds, monotonic enough for debouncing (injectable).
 
     ``history`` holds one dict per delivery attempt or suppression: ``{"ts_ms", "trigger",
@@ -46,7 +47,8 @@ class AlertDispatcher:
         self._worker: threading.Thread | None = None
         if background and self.channels:
             self._queue = queue.Queue()
-            self._worker = threading.Thread(target=self._run, name="sigmax-alerts", daemon=True)
+            self._worker = threading.Thread(target=self._run, args=(self._queue,), name="sigmax-alerts",
+                                            daemon=True)
             self._worker.start()
 
     def notify(self, alert: Alert) -> bool:
@@ -65,16 +67,17 @@ class AlertDispatcher:
         if suppressed:
             alert = Alert(alert.trigger, alert.severity, alert.title,
                           f"{alert.text} ({suppressed} more since the last alert)".strip(), alert.ts_ms, alert.data)
-        if self._queue is not None:
-            self._queue.put(alert)
-        else:
+        with self._lock:  # put under the lock: close()'s end marker always comes after it
+            pending = self._queue
+            if pending is not None:
+                pending.put(alert)
+        if pending is None:  # inline dispatcher, or closed: deliver now rather than lose it
             self._deliver(alert)
         return True
 
-    def _run(self) -> None:
-        assert self._queue is not None
+    def _run(self, pending: queue.Queue[Alert | None]) -> None:
         while True:
-            alert = self._queue.get()
+            alert = pending.get()
             if alert is None:
                 return
             self._deliver(alert)
@@ -102,10 +105,15 @@ class AlertDispatcher:
         return items
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver what is queued (up to ``timeout_s``) and stop the worker."""
-        if self._queue is not None and self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout=timeout_s)
+        """Deliver what is queued (up to ``timeout_s``) and stop the worker. Alerts notified
+        afterwards are delivered inline (a run's close-out can still raise one). Idempotent."""
+        with self._lock:
+            pending, worker = self._queue, self._worker
+            self._queue = self._worker = None
+            if pending is not None:
+                pending.put(None)
+        if worker is not None:
+            worker.join(timeout=timeout_s)
 
 
 def record_history(ledger, run_id: str | None, entries: list[dict[str, Any]]) -> None:

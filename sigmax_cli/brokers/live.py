@@ -15,8 +15,9 @@ lost request can still be accepted until the exchange's clock passes its signed
 acceptance deadline on the local wall clock from the request's own timestamp and
 recvWindow as ccxt signed them (read back from the signed request), plus the known clock
 offset when the local clock is ahead of the exchange's, plus a tolerance
-(``accept_tolerance_ms``, default 1000 ms: Binance refuses timestamps 1000 ms or more
-ahead of its clock, so even an unmeasured offset it accepts is covered). It looks the order
+(``accept_tolerance_ms``, the setting ``live.accept_tolerance_ms``, default 1000 ms: Binance
+refuses timestamps 1000 ms or more ahead of its clock, so even an unmeasured offset it
+accepts is covered). It looks the order
 up by client order id at once (a lost answer of an accepted order) and, when not there,
 waits out the deadline and looks again; only when the exchange then says it does not exist
 is it sent again, with the same client order id, at most ``submit_attempts`` times. When
@@ -111,7 +112,8 @@ LATENCY_WINDOW = 512  # calls kept for the latency percentiles
 ACCEPT_TOLERANCE_MS = 1000
 """Slack added to a lost request's acceptance deadline (ms): Binance refuses a timestamp
 1000 ms or more ahead of its clock, so a local clock ahead by any amount it still accepts
-is covered even when the offset was never measured."""
+is covered even when the offset was never measured. The default of the setting
+``live.accept_tolerance_ms``, which ``sigmax run`` passes to the broker."""
 _MSG_RE = re.compile(r'"msg"\s*:\s*"([^"]{1,200})"')
 
 

@@ -642,7 +642,7 @@ class Ledger:
             return None
         from sigmax_cli.files import write_atomic
 
-        doc = {"format": 1, "id": uuid.uuid4().hex, "ledger": _fingerprint(self.url), "written_ms": now_ms(),
+        doc = {"format": 1, "id": uuid.uuid4().hex, "ledger": ledger_fingerprint(self.url), "written_ms": now_ms(),
                "orders": list(self._orders.values()), **{k: list(v) for k, v in self._rows.items()},
                "finish": self._finish, "in_doubt": None}
         if self._in_doubt is not None:  # the replay asks ledger_writes whether these first rows are in already
@@ -674,7 +674,7 @@ class Ledger:
         """
         if self.spill_dir is None or not self.spill_dir.is_dir():
             return []
-        mine = _fingerprint(self.url)
+        mine = ledger_fingerprint(self.url)
         done: list[Path] = []
         for path in sorted(self.spill_dir.glob("*.json")):
             try:
@@ -840,8 +840,10 @@ def _write_finish(conn, finish: dict[str, Any]) -> None:
     conn.execute(update(s.runs).where(s.runs.c.run_id == finish["run_id"]).values(**values))
 
 
-def _fingerprint(url: str) -> str:
-    """Which database a URL names, without its password (spill files carry it)."""
+def ledger_fingerprint(url: str) -> str:
+    """Which database a URL names, without its password: a SHA-256 hex digest of the backend,
+    user, host, port and database (a SQLite file's resolved path). Spill files carry it, so
+    that only a bot on the same database writes them in (and ``health`` can tell)."""
     try:
         parsed = make_url(_normalise_url(url))
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":

@@ -1,4 +1,4 @@
-"""Report formatters (rich table, JSON, Markdown, HTML) and atomic file output.
+"""Report formatters (rich table, JSON, Markdown, HTML, CSV) and atomic file output.
 
 A :class:`Formatter` has two methods: :meth:`~Formatter.render` turns a
 :class:`~sigmax_cli.report.build.Report` into a ``str`` or a rich renderable, and
@@ -34,11 +34,18 @@ times UTC ms, ``*_pct`` in percent, ``null`` where a figure is undefined (never 
 
 ``render_runs`` in JSON: ``{"runs": [{run_id, mode, status, strategy, timeframe, symbols,
 started_ms, bars, initial_equity, last_equity, return_pct}]}``.
+
+The CSV (``CsvFormatter``) is the run's trades: a header row, then one row per closed round
+trip in order of exit (:data:`TRADE_COLUMNS`: the JSON ``round_trips`` keys, the run id and the
+quote currency, and the two times also as ISO 8601 UTC); a position still open at the end of the
+run is not a trade yet and has no row. Numbers are written unrounded, an undefined one as an
+empty field. ``render_runs`` in CSV: one row per run (:data:`RUN_COLUMNS`).
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import json
@@ -59,7 +66,7 @@ if TYPE_CHECKING:
 
     from sigmax_cli.report.build import Report, RunRow
 
-FORMATS = ("table", "json", "markdown", "html")
+FORMATS = ("table", "json", "markdown", "html", "csv")
 REPORT_VERSION = 1
 DAILY_ROWS_IN_TABLE = 14
 NA = "n/a"
@@ -395,6 +402,57 @@ class MarkdownFormatter(Formatter):
         return "\n".join(["# sigmax runs", ""] + _md_table(RUN_HEADERS, _run_rows(runs))) + "\n"
 
 
+TRADE_COLUMNS = (
+    "run_id", "symbol", "entry_time", "exit_time", "entry_ms", "exit_ms", "holding_ms", "qty",
+    "entry_price", "exit_price", "gross_pnl", "fees", "pnl", "return_pct", "fills", "quote",
+)
+"""Columns of ``sigmax report --format csv``: times UTC (ISO 8601 and ms), ``qty`` in the base
+asset, prices, P&L and fees in ``quote``, ``return_pct`` in percent (see :class:`RoundTrip`)."""
+RUN_COLUMNS = (
+    "run_id", "mode", "status", "strategy", "timeframe", "symbols", "started_time", "started_ms",
+    "bars", "initial_equity", "last_equity", "return_pct",
+)
+"""Columns of ``sigmax report --list --format csv``; ``symbols`` space-separated."""
+
+
+def _iso_utc(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return ""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in _json_safe(dict(row)).items()})
+    return buffer.getvalue()
+
+
+class CsvFormatter(Formatter):
+    """The run's trades as CSV, one row per closed round trip (see the module docstring)."""
+
+    name = "csv"
+
+    def render(self, report: Report) -> str:
+        rows = []
+        for trip in report.round_trips:
+            row = asdict(trip)
+            row.update(run_id=report.run.run_id, quote=report.quote, entry_time=_iso_utc(trip.entry_ms),
+                       exit_time=_iso_utc(trip.exit_ms))
+            rows.append(row)
+        return _csv(TRADE_COLUMNS, rows)
+
+    def render_runs(self, runs: Sequence[RunRow]) -> str:
+        rows = []
+        for run in runs:
+            row = asdict(run)
+            row.update(symbols=" ".join(run.symbols), started_time=_iso_utc(run.started_ms))
+            rows.append(row)
+        return _csv(RUN_COLUMNS, rows)
+
+
 def _md(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -496,6 +554,8 @@ def get_formatter(name: str, png: bytes | None = None) -> Formatter:
         return MarkdownFormatter()
     if name == "html":
         return HtmlFormatter(png)
+    if name == "csv":
+        return CsvFormatter()
     raise ConfigError(f"unknown report format {name!r}", f"use one of {', '.join(FORMATS)}")
 
 

@@ -8,6 +8,7 @@ the rules; ``REDUCING`` lets only exposure-reducing orders through (spot: sells)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -69,6 +70,32 @@ class RiskView:
     @property
     def total_notional(self) -> float:
         return sum(self.position_notional.values())
+
+
+EXACT = Context(prec=80)
+"""Decimal context wide enough that sums and products of a few float reprs (17 significant
+digits each) are exact (the default context keeps 28 digits and would round them)."""
+
+
+def exact(value: float) -> Decimal:
+    """``value`` as the decimal number its shortest repr names (``0.07`` -> ``Decimal("0.07")``,
+    not the binary float's ``0.07000000000000000666...``): the number a user wrote in a
+    profile, or an amount/price put on the market's decimal step/tick."""
+    return Decimal(repr(float(value)))
+
+
+def order_notional(request: OrderRequest) -> Decimal:
+    """The request's value in quote, exact: amount times its limit price (else its reference
+    price), each as :func:`exact`.
+
+    Why not ``request.notional``: the float product rounds, and rounds up as often as down
+    (``0.07 * 100000`` is ``7000.000000000001``), so an order sized exactly at a limit would
+    read as above it; an absolute epsilon to hide that is too wide for small quote amounts and
+    narrower than one float step above ~1e7. In decimal the product of an amount on its step
+    and a price on its tick is exact: at the limit it equals it, one amount step above it
+    exceeds it, at any magnitude."""
+    price = request.price if request.price is not None else request.reference_price
+    return EXACT.multiply(exact(request.amount), exact(price))
 
 
 def increases_exposure(request: OrderRequest) -> bool:
