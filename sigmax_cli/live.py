@@ -477,7 +477,8 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
             backfill_until = (now_fn() // tf_ms) * tf_ms - tf_ms  # bars up to this one are backfill
             feed_retry = RetryPolicy(attempts=3, base_delay=1.0, max_delay=10.0, sleep=sleep) if sleep else None
             feed = LiveFeed(plan.exchange, list(plan.markets), s.timeframe, plan.strategy.features,
-                            history=plan.strategy.warmup + 50, poll_interval_s=live.poll_seconds,
+                            history=max(plan.strategy.warmup, int(getattr(plan.strategy, "history", 0) or 0)) + 50,
+                            poll_interval_s=live.poll_seconds,
                             stale_after_ms=stale_ms, on_stale="record", since_ms=since,
                             max_bars=options.max_ticks, sleep=sleep, clock=now_fn, retry=feed_retry)
             taker = max((r.taker_fee or 0.001) for r in plan.markets.values())
