@@ -73,6 +73,7 @@ class FixedSignals:
         return None
 
 
+@pytest.mark.filterwarnings("ignore:DatetimeIndex.dayofweek is deprecated")  # inside backtesting.py's stats
 def test_sigmax_paper_and_backtesting_py_agree_on_trades_and_equity(data_dir, tmp_path):
     rows = json.loads((data_dir / "ohlcv/binance_spot_freqtrade_2020-12_2021-07/BTC_USDT-1h.json").read_text())[:BARS]
     data = tmp_path / "data"
