@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "backup": "backup",
     "restore": "restore",
     "health": "health",
+    "observability": "observability",
     "train-rl": "train_rl",
     "strategy": "strategy",
     "run": "run",

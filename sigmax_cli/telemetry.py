@@ -10,6 +10,7 @@ heartbeat. ``prometheus_client`` and ``redis`` are imported only when used.
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from sigmax_cli.errors import ConfigError
@@ -22,39 +23,42 @@ log = get_logger(__name__)
 
 
 class LiveMetrics:
-    """Prometheus metrics of one run, in their own registry (prometheus-client).
+    """Prometheus metrics of one run, in their own registry (prometheus-client), built from
+    the catalogue :data:`sigmax_cli.observability.metrics.CATALOGUE` (names, help, labels).
 
     Counters: ``sigmax_orders_total{symbol,side}``, ``sigmax_fills_total{symbol,side}``,
     ``sigmax_rejections_total{source}`` (``exchange`` refused, ``risk`` denied),
     ``sigmax_exchange_errors_total{error_class}``, ``sigmax_ticks_total``. Gauges (quote
     currency): ``sigmax_equity``, ``sigmax_pnl`` (equity - initial equity),
     ``sigmax_drawdown_ratio`` (fraction below the peak), ``sigmax_trading_state{state}``
-    (1 for the current state), ``sigmax_exchange_connected``. Histogram:
+    (1 for the current state), ``sigmax_exchange_connected``, ``sigmax_daily_loss_ratio``
+    (fraction below the UTC day's start, 0 when above), ``sigmax_risk_limit_ratio{rule}``
+    (``max_drawdown`` and ``daily_loss_limit`` as fractions), ``sigmax_last_tick_timestamp_seconds``
+    (Unix time of the last bar processed). Histogram:
     ``sigmax_exchange_latency_seconds{method}``.
     """
 
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
     def __init__(self, run_id: str, env: str, exchange: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry
+
+        from sigmax_cli.observability.metrics import build
 
         reg = self.registry = CollectorRegistry()
-        self.orders = Counter("sigmax_orders", "Orders placed on the exchange", ["symbol", "side"], registry=reg)
-        self.fills = Counter("sigmax_fills", "Executions of the run's orders", ["symbol", "side"], registry=reg)
-        self.rejections = Counter("sigmax_rejections", "Orders refused (exchange) or denied (risk)", ["source"],
-                                  registry=reg)
-        self.errors = Counter("sigmax_exchange_errors", "Failed exchange calls by error class", ["error_class"],
-                              registry=reg)
-        self.ticks = Counter("sigmax_ticks", "Closed bars processed", registry=reg)
-        self.latency = Histogram("sigmax_exchange_latency_seconds", "Exchange call latency", ["method"],
-                                 buckets=self.BUCKETS, registry=reg)
-        self.equity = Gauge("sigmax_equity", "Mark-to-market equity, quote currency", registry=reg)
-        self.pnl = Gauge("sigmax_pnl", "Equity minus initial equity, quote currency", registry=reg)
-        self.drawdown = Gauge("sigmax_drawdown_ratio", "Fraction of equity below its peak", registry=reg)
-        self.state = Gauge("sigmax_trading_state", "1 for the current trading state", ["state"], registry=reg)
-        self.connected = Gauge("sigmax_exchange_connected", "1 when the last exchange call answered", registry=reg)
-        Gauge("sigmax_run_info", "The run this process trades", ["run_id", "env", "exchange"],
-              registry=reg).labels(run_id, env, exchange).set(1)
+        self.orders = build("sigmax_orders_total", reg)
+        self.fills = build("sigmax_fills_total", reg)
+        self.rejections = build("sigmax_rejections_total", reg)
+        self.errors = build("sigmax_exchange_errors_total", reg)
+        self.ticks = build("sigmax_ticks_total", reg)
+        self.latency = build("sigmax_exchange_latency_seconds", reg)
+        self.equity = build("sigmax_equity", reg)
+        self.pnl = build("sigmax_pnl", reg)
+        self.drawdown = build("sigmax_drawdown_ratio", reg)
+        self.daily_loss = build("sigmax_daily_loss_ratio", reg)
+        self.limits = build("sigmax_risk_limit_ratio", reg)
+        self.state = build("sigmax_trading_state", reg)
+        self.connected = build("sigmax_exchange_connected", reg)
+        self.last_tick = build("sigmax_last_tick_timestamp_seconds", reg)
+        build("sigmax_run_info", reg).labels(run_id, env, exchange).set(1)
         self._denials = 0
         self._server: Any = None
 
@@ -80,6 +84,12 @@ class LiveMetrics:
         self.equity.set(engine.equity)
         self.pnl.set(engine.equity - engine.cfg.initial_equity)
         self.drawdown.set((engine.peak - engine.equity) / engine.peak if engine.peak > 0 else 0.0)
+        day = engine.day_start_equity
+        self.daily_loss.set(max(0.0, (day - engine.equity) / day) if day > 0 else 0.0)
+        for rule in engine.guard.rules:
+            if rule.name in ("max_drawdown", "daily_loss_limit"):
+                self.limits.labels(rule.name).set(float(rule.limit_pct) / 100.0)
+        self.last_tick.set(time.time())
         current = engine.guard.state.value
         for state in ("ACTIVE", "REDUCING", "HALTED"):
             self.state.labels(state).set(1 if state == current else 0)

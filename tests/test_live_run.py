@@ -255,6 +255,13 @@ def test_metrics_are_served_and_heartbeats_reach_redis(world, tmp_path, redis_pr
     assert 'sigmax_orders_total{side="buy",symbol="BTC/USDT"}' in text
     assert "sigmax_fills_total" in text and "sigmax_exchange_latency_seconds_bucket" in text
     assert 'sigmax_trading_state{state="ACTIVE"} 1.0' in text and "sigmax_equity " in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sigmax_cli.observability.metrics import series_names
+
+    published = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert {n for n in published if not n.endswith("_created")} <= series_names()  # the catalogue lists them all
+    assert 'sigmax_risk_limit_ratio{rule="max_drawdown"}' in text and "sigmax_last_tick_timestamp_seconds " in text
     assert json.loads(scraped["beat"])["status"] == "running"
     key = f"{redis_prefix}heartbeat:testnet:{socket.gethostname()}:{result.run_id}"
     final = json.loads(client.get(key))

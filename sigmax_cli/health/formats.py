@@ -170,12 +170,9 @@ def iso(ms: int) -> str:
 
 
 # -- Prometheus textfile ---------------------------------------------------------------------
-_BASE = {"ms": (0.001, "_seconds"), "s": (1.0, "_seconds"), "h": (3600.0, "_seconds"), "%": (0.01, "_ratio"),
-         "B": (1.0, "_bytes"), "": (1.0, "")}
-
-
 def prometheus_text(report: HealthReport) -> bytes:
-    """The report in the Prometheus text exposition format (``prometheus_client``).
+    """The report in the Prometheus text exposition format (``prometheus_client``), its
+    names and help from :mod:`sigmax_cli.observability.metrics`.
 
     Series: ``sigmax_health_status`` (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
     ``sigmax_health_check_status{check,measurement,component}`` (same codes),
@@ -186,27 +183,24 @@ def prometheus_text(report: HealthReport) -> bytes:
     """
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+    from sigmax_cli.observability.metrics import BASE_UNITS, CATALOGUE, build, value_help, value_name
+
     registry = CollectorRegistry()
-    codes = "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
-    Gauge("sigmax_health_status", f"Overall sigmax health state ({codes}).", registry=registry).set(
-        int(report.status))
-    Gauge("sigmax_health_last_run_timestamp_seconds", "When the health run started (Unix time).",
-          registry=registry).set(report.started_ms / 1000)
-    Gauge("sigmax_health_duration_seconds", "Wall time of the health run.", registry=registry).set(report.duration_s)
-    per_check = Gauge("sigmax_health_check_status", f"State of one health measurement ({codes}).",
-                      ["check", "measurement", "component"], registry=registry)
-    thresholds = Gauge("sigmax_health_threshold", "Warning and critical thresholds, in the base unit of the value.",
-                       ["check", "measurement", "component", "level"], registry=registry)
+    build("sigmax_health_status", registry).set(int(report.status))
+    build("sigmax_health_last_run_timestamp_seconds", registry).set(report.started_ms / 1000)
+    build("sigmax_health_duration_seconds", registry).set(report.duration_s)
+    per_check = build("sigmax_health_check_status", registry)
+    thresholds = build("sigmax_health_threshold", registry)
     values: dict[str, Gauge] = {}
     for r in report.results:
         per_check.labels(r.check, r.measurement, r.component or "").set(int(r.status))
         if not _numeric(r.value):
             continue
-        factor, suffix = _BASE.get(r.unit, (1.0, ""))
-        name = f"sigmax_health_{r.check}_{r.measurement}{suffix}"
-        if name not in values:
-            values[name] = Gauge(name, f"Observed {r.check} {r.measurement} (sigmax health).", ["component"],
-                                 registry=registry)
+        factor = BASE_UNITS.get(r.unit, BASE_UNITS[""])[0]
+        name = value_name(r.check, r.measurement, r.unit)
+        if name not in values:  # a value the catalogue does not list yet is still published, not lost
+            values[name] = (build(name, registry) if name in CATALOGUE else
+                            Gauge(name, value_help(r.check, r.measurement), ["component"], registry=registry))
         values[name].labels(r.component or "").set(float(r.value) * factor)
         if r.limits is not None:
             thresholds.labels(r.check, r.measurement, r.component or "", "warning").set(r.limits.warning * factor)
