@@ -363,7 +363,8 @@ def provisioning(dashboards_path: str = "/var/lib/grafana/dashboards/sigmax") ->
 
 def referenced_metrics(expr: str) -> set[str]:
     """The metric names ``sigmax_...`` and recording rules ``sigmax:...`` an expression uses."""
-    return set(re.findall(r"(?<![\w:])sigmax[_:][a-zA-Z0-9_:]*", expr))
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values are not metric names
+    return set(re.findall(r"(?<![\w:])sigmax[_:][a-zA-Z0-9_:]*", unquoted))
 
 
 def expressions() -> list[str]:
