@@ -278,3 +278,17 @@ def test_export_writes_every_file_and_refuses_a_directory_of_other_files(tmp_pat
     refused = runner.invoke(app, ["observability", "export", "--out", str(a_file)])
     assert refused.exit_code == 2 and "is a file, not a directory" in refused.output
     assert a_file.read_text() == "x"
+
+
+@needs_promtool
+def test_every_dashboard_expression_parses(exported, tmp_path):
+    """promtool parses each dashboard query as a recording rule's expression (no live Prometheus
+    here: whether it returns series is not checked)."""
+    exprs = [t["expr"] for board in dashboards().values() for p in board["panels"] for t in p["targets"]]
+    doc = {"groups": [{"name": "dashboards", "rules": [{"record": f"sigmax:dashboard_{i}", "expr": e}
+                                                          for i, e in enumerate(exprs)]}]}
+    rules = tmp_path / "dashboard-exprs.yml"
+    rules.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(exprs)} rules found" in done.stdout

@@ -10,7 +10,8 @@ Files written under ``--out DIR`` (see :func:`export`):
 * ``prometheus/prometheus.yml`` - an example that loads the rules, scrapes ``sigmax run
   --metrics-port`` (job ``sigmax-run``) and node_exporter (job ``node``), whose textfile
   collector reads ``sigmax health --prometheus FILE``.
-* ``grafana/dashboards/sigmax-fleet.json`` and ``sigmax-bot.json`` - dashboards.
+* ``grafana/dashboards/sigmax-fleet.json``, ``sigmax-bot.json``, ``sigmax-exchange.json`` and
+  ``sigmax-health.json`` - dashboards (the last also shows node_exporter's host metrics).
 * ``grafana/provisioning/datasources/sigmax.yml`` and ``.../dashboards/sigmax.yml`` - Grafana
   provisioning for the Prometheus datasource (uid ``sigmax-prometheus``) and the dashboards.
 """
@@ -264,7 +265,9 @@ class _Board:
 
     def panel(self, title: str, kind: str, targets: list[tuple[str, str]], w: int = 12, h: int = 8,
               unit: str | None = None, description: str = "") -> None:
-        x = sum(p["gridPos"]["w"] for p in self._row()) % 24
+        x = sum(p["gridPos"]["w"] for p in self._row())
+        if x + w > 24:  # a new row below everything so far
+            x = 0
         y = max((p["gridPos"]["y"] + p["gridPos"]["h"] for p in self.panels), default=0) if x == 0 else \
             self.panels[-1]["gridPos"]["y"]
         ds = {"type": "prometheus", "uid": DATASOURCE_UID}
@@ -312,14 +315,19 @@ def _fleet() -> dict[str, Any]:
     return b.document()
 
 
-def _bot() -> dict[str, Any]:
-    b = _Board("sigmax-bot", "sigmax bot")
-    b.variables.append({
-        "name": "instance", "label": "bot", "type": "query", "refresh": 2, "includeAll": False, "multi": False,
+def _bot_variable(multi: bool) -> dict[str, Any]:
+    """The ``$instance`` template variable: the scrape targets that publish ``sigmax_run_info``."""
+    return {
+        "name": "instance", "label": "bot", "type": "query", "refresh": 2, "includeAll": multi, "multi": multi,
         "datasource": {"type": "prometheus", "uid": DATASOURCE_UID},
         "definition": "label_values(sigmax_run_info, instance)",
         "query": {"query": "label_values(sigmax_run_info, instance)", "refId": "instance"},
-    })
+    }
+
+
+def _bot() -> dict[str, Any]:
+    b = _Board("sigmax-bot", "sigmax bot")
+    b.variables.append(_bot_variable(multi=False))
     sel = 'instance="$instance"'
     b.panel("Equity", "timeseries", [(f"sigmax_equity{{{sel}}}", "equity")])
     b.panel("Drawdown and its limit", "timeseries",
@@ -342,9 +350,62 @@ def _bot() -> dict[str, Any]:
     return b.document()
 
 
+def _exchange() -> dict[str, Any]:
+    b = _Board("sigmax-exchange", "sigmax exchange")
+    b.variables.append(_bot_variable(multi=True))
+    sel = 'instance=~"$instance"'
+    for q in ("0.99", "0.5"):
+        b.panel(f"Latency p{round(float(q) * 100)} by method", "timeseries",
+                [(f"histogram_quantile({q}, sum by (method, le) "
+                  f"(rate(sigmax_exchange_latency_seconds_bucket{{{sel}}}[5m])))", "{{method}}")], unit="s")
+    b.panel("Calls by method", "timeseries",
+            [(f"sum by (method) (rate(sigmax_exchange_latency_seconds_count{{{sel}}}[5m]))", "{{method}}")],
+            unit="reqps")
+    b.panel("Errors by class", "timeseries",
+            [(f"sum by (error_class) (rate(sigmax_exchange_errors_total{{{sel}}}[5m]))", "{{error_class}}")],
+            unit="reqps")
+    b.panel("Error ratio", "timeseries", [(f"sigmax:exchange_error_ratio:rate5m{{{sel}}}", "{{instance}}")],
+            unit="percentunit")
+    b.panel("Connected (1 yes)", "state-timeline", [(f"sigmax_exchange_connected{{{sel}}}", "{{instance}}")])
+    b.panel("Latency and clock skew from this host (sigmax health)", "timeseries",
+            [("sigmax_health_exchange_latency_seconds", "latency"),
+             ("sigmax_health_exchange_clock_skew_seconds", "clock skew")], unit="s", w=24)
+    return b.document()
+
+
+def _health() -> dict[str, Any]:
+    b = _Board("sigmax-health", "sigmax health and host")
+    b.panel("Overall health (0 OK .. 3 UNKNOWN)", "stat", [("sigmax_health_status", "{{instance}}")], w=8)
+    b.panel("Seconds since health last ran", "stat",
+            [("time() - sigmax_health_last_run_timestamp_seconds", "{{instance}}")], w=8, unit="s")
+    b.panel("Health run duration", "stat", [("sigmax_health_duration_seconds", "{{instance}}")], w=8, unit="s")
+    b.panel("Measurement states", "state-timeline",
+            [("sigmax_health_check_status", "{{check}}:{{measurement}} {{component}}")], w=24, h=10)
+    b.panel("Backup age and its thresholds", "timeseries",
+            [("sigmax_health_backup_age_seconds", "age"),
+             ('sigmax_health_threshold{check="backup",measurement="age"}', "{{level}}")], unit="s")
+    b.panel("Candle age by bot", "timeseries", [("sigmax_health_data_candle_age_seconds", "{{component}}")], unit="s")
+    b.panel("Ledger and Redis latency", "timeseries",
+            [("sigmax_health_ledger_latency_seconds", "ledger"), ("sigmax_health_redis_latency_seconds", "redis")],
+            unit="s")
+    b.panel("Disk free and memory used", "timeseries",
+            [("sigmax_health_system_disk_free_ratio", "disk free {{component}}"),
+             ("sigmax_health_system_memory_used_ratio", "memory used")], unit="percentunit")
+    b.panel("Host load per CPU (node_exporter)", "timeseries",
+            [(f'node_load5{{job="{NODE_JOB}"}} / on (instance) count by (instance) '
+              f'(node_cpu_seconds_total{{job="{NODE_JOB}",mode="idle"}})', "{{instance}}")])
+    b.panel("Host filesystem free (node_exporter)", "timeseries",
+            [(f'node_filesystem_avail_bytes{{job="{NODE_JOB}",fstype!~"tmpfs|overlay"}} / '
+              f'node_filesystem_size_bytes{{job="{NODE_JOB}",fstype!~"tmpfs|overlay"}}', "{{mountpoint}}")],
+            unit="percentunit")
+    return b.document()
+
+
 def dashboards() -> dict[str, dict[str, Any]]:
-    """Grafana dashboards by file name (``sigmax-fleet.json``, ``sigmax-bot.json``)."""
-    return {"sigmax-fleet.json": _fleet(), "sigmax-bot.json": _bot()}
+    """Grafana dashboards by file name: ``sigmax-fleet.json`` (every bot), ``sigmax-bot.json``
+    (one bot), ``sigmax-exchange.json`` and ``sigmax-health.json`` (health and host)."""
+    return {"sigmax-fleet.json": _fleet(), "sigmax-bot.json": _bot(), "sigmax-exchange.json": _exchange(),
+            "sigmax-health.json": _health()}
 
 
 def provisioning(dashboards_path: str = "/var/lib/grafana/dashboards/sigmax") -> dict[str, dict[str, Any]]:
