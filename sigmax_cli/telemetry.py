@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+KILLSWITCH_CODES = {"RELEASED": 0, "ENGAGED": 1, "UNKNOWN": 2}
+"""``sigmax_killswitch_state`` values by :class:`~sigmax_cli.risk.killswitch.SwitchState`."""
+
 
 class LiveMetrics:
     """Prometheus metrics of one run, in their own registry (prometheus-client), built from
@@ -34,7 +37,8 @@ class LiveMetrics:
     (1 for the current state), ``sigmax_exchange_connected``, ``sigmax_daily_loss_ratio``
     (fraction below the UTC day's start, 0 when above), ``sigmax_risk_limit_ratio{rule}``
     (``max_drawdown`` and ``daily_loss_limit`` as fractions), ``sigmax_last_tick_timestamp_seconds``
-    (Unix time of the last bar processed). Histogram:
+    (Unix time of the last bar processed), ``sigmax_killswitch_state`` (0 RELEASED, 1 ENGAGED,
+    2 UNKNOWN, as the run's watcher last read it). Histogram:
     ``sigmax_exchange_latency_seconds{method}``.
     """
 
@@ -57,6 +61,7 @@ class LiveMetrics:
         self.limits = build("sigmax_risk_limit_ratio", reg)
         self.state = build("sigmax_trading_state", reg)
         self.connected = build("sigmax_exchange_connected", reg)
+        self.killswitch = build("sigmax_killswitch_state", reg)
         self.last_tick = build("sigmax_last_tick_timestamp_seconds", reg)
         build("sigmax_run_info", reg).labels(run_id, env, exchange).set(1)
         self._denials = 0
@@ -90,6 +95,9 @@ class LiveMetrics:
             if rule.name in ("max_drawdown", "daily_loss_limit"):
                 self.limits.labels(rule.name).set(float(rule.limit_pct) / 100.0)
         self.last_tick.set(time.time())
+        watcher = engine.killswitch  # its cached reading: no I/O here
+        state = watcher.current().state.value if watcher is not None else None
+        self.killswitch.set(KILLSWITCH_CODES.get(state, 2))  # no watcher or an unknown word: UNKNOWN
         current = engine.guard.state.value
         for state in ("ACTIVE", "REDUCING", "HALTED"):
             self.state.labels(state).set(1 if state == current else 0)

@@ -262,6 +262,7 @@ def test_metrics_are_served_and_heartbeats_reach_redis(world, tmp_path, redis_pr
     published = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert {n for n in published if not n.endswith("_created")} <= series_names()  # the catalogue lists them all
     assert 'sigmax_risk_limit_ratio{rule="max_drawdown"}' in text and "sigmax_last_tick_timestamp_seconds " in text
+    assert "sigmax_killswitch_state 0.0" in text  # RELEASED
     assert json.loads(scraped["beat"])["status"] == "running"
     key = f"{redis_prefix}heartbeat:testnet:{socket.gethostname()}:{result.run_id}"
     final = json.loads(client.get(key))

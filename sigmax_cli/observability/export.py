@@ -133,13 +133,14 @@ def _not_specific() -> str:
 def alerts() -> tuple[Alert, ...]:
     """Every alert rule, in the order they are written."""
     out = [
-        Alert("SigmaxKillSwitchEngaged", "sigmax_health_killswitch_engaged == 1", "critical",
+        Alert("SigmaxKillSwitchEngaged", "sigmax_health_killswitch_engaged == 1 or sigmax_killswitch_state == 1",
+              "critical",
               "The sigmax kill switch is engaged",
               "Every bot is halted and none may start. `sigmax panic --status` shows who engaged it and why; "
               "release with `sigmax panic --release --reason '...'` once resolved."),
         Alert("SigmaxKillSwitchUnknown",
-              f'({_sel("killswitch", "engaged")} >= 2) unless on (job, instance) '
-              "(sigmax_health_killswitch_engaged == 1)", "critical",
+              f'(({_sel("killswitch", "engaged")} >= 2) unless on (job, instance) '
+              "(sigmax_health_killswitch_engaged == 1)) or sigmax_killswitch_state == 2", "critical",
               "The sigmax kill switch state is UNKNOWN",
               "Neither the file nor Redis could be read, so bots halt and none may start. "
               "`sigmax panic --status` says which store failed."),

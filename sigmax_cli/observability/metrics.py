@@ -78,6 +78,8 @@ _RUN_METRICS = (
        ("rule",), "ratio"),
     _m("sigmax_trading_state", "gauge", "1 for the current trading state", ("state",), "state"),
     _m("sigmax_exchange_connected", "gauge", "1 when the last exchange call answered"),
+    _m("sigmax_killswitch_state", "gauge", "The kill switch as the run sees it (0 RELEASED, 1 ENGAGED, 2 UNKNOWN)",
+       (), "state"),
     _m("sigmax_last_tick_timestamp_seconds", "gauge", "When the run last processed a bar (Unix time)", (),
        "seconds"),
     _m("sigmax_run_info", "gauge", "The run this process trades", ("run_id", "env", "exchange")),
