@@ -358,3 +358,99 @@ def test_the_acceptance_tolerance_setting_reaches_the_broker(world, tmp_path, mo
     assert (default.broker.accept_tolerance_ms, from_env.broker.accept_tolerance_ms) == (1000, 2500)
     assert default.broker.acceptance_deadline(1_000_000, 5000) == 1_000_000 + 5000 + 300 + 1000
     assert from_env.broker.acceptance_deadline(1_000_000, 5000) == 1_000_000 + 5000 + 300 + 2500
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _until(condition, timeout_s: float = 90.0) -> bool:
+    """Poll ``condition`` (real time) until true or ``timeout_s``; a generous limit, not a speed assert."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(__import__("shutil").which("prometheus") is None,
+                    reason="prometheus missing: apt-get install prometheus (.ci/run installs it)")
+def test_a_real_prometheus_fires_and_resolves_the_kill_switch_alert(world, tmp_path):
+    """Debian's Prometheus, on a free port, loads the exported rules and scrapes this run's
+    --metrics-port. Engaging the kill switch makes SigmaxKillSwitchEngaged fire (read through
+    Prometheus's HTTP API); releasing it resolves the alert. The steps happen inside the fake
+    clock's sleeps (the engine's thread), each waiting for what Prometheus has seen."""
+    import subprocess
+
+    import yaml
+
+    from sigmax_cli.observability.export import files
+    from sigmax_cli.risk.killswitch import KillSwitch
+
+    emu, account, clock = world
+    port, prom_port = _free_port(), _free_port()
+    prom_dir = tmp_path / "prometheus"
+    prom_dir.mkdir()
+    (prom_dir / "sigmax-rules.yml").write_text(files()["prometheus/sigmax-rules.yml"])
+    config = yaml.safe_load(files()["prometheus/prometheus.yml"])
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(prom_dir / "sigmax-rules.yml")]
+    config["scrape_configs"] = [c for c in config["scrape_configs"] if c["job_name"] == "sigmax-run"]
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    (prom_dir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    api = f"http://127.0.0.1:{prom_port}/api/v1"
+
+    def get(path: str) -> dict:
+        try:
+            return json.loads(urllib.request.urlopen(f"{api}/{path}", timeout=5).read())
+        except OSError:
+            return {}
+
+    def scraped_switch() -> str | None:
+        result = get("query?query=sigmax_killswitch_state").get("data", {}).get("result", [])
+        return result[0]["value"][1] if result else None
+
+    def alert_state() -> str | None:
+        alerts = get("alerts").get("data", {}).get("alerts", [])
+        return next((a["state"] for a in alerts if a["labels"]["alertname"] == "SigmaxKillSwitchEngaged"), None)
+
+    def local_switch() -> str:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return next(line.split()[1] for line in text.splitlines() if line.startswith("sigmax_killswitch_state "))
+
+    s = settings(tmp_path, emu)
+    seen: list[str] = []
+
+    def step(_seconds):
+        phase = len(seen)
+        if phase == 0:
+            assert _until(lambda: scraped_switch() == "0"), "Prometheus never scraped the run"
+            assert alert_state() is None
+            KillSwitch(s.home).engage("drill", "ops@test")
+            seen.append("engaged")
+        elif phase == 1 and local_switch() == "1.0":  # the run has published it; Prometheus follows
+            assert _until(lambda: alert_state() == "firing"), "the kill switch alert did not fire"
+            seen.append("firing")
+            KillSwitch(s.home).release("drill over", "ops@test")
+        elif phase == 2 and local_switch() == "0.0":
+            assert _until(lambda: alert_state() is None), "the kill switch alert did not resolve"
+            seen.append("resolved")
+
+    proc = subprocess.Popen(["prometheus", f"--config.file={prom_dir / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={prom_dir / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(prom_dir / "prometheus.log", "w"))
+    try:
+        assert _until(lambda: bool(get("status/buildinfo"))), (prom_dir / "prometheus.log").read_text()[-2000:]
+        clock.on_sleep = step
+        run(s, clock, 16, metrics_port=port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert seen == ["engaged", "firing", "resolved"]
