@@ -74,6 +74,10 @@ def health(
         typer.Option("--prometheus", help="Also write node_exporter's textfile FILE (atomically).", dir_okay=False,
                      metavar="FILE"),
     ] = None,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option("--pushgateway", help="Also push the metrics to this Prometheus Pushgateway.", metavar="URL"),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Re-run every --interval seconds in a live panel.")] = False,
     interval: Annotated[
         float, typer.Option("--interval", min=1.0, metavar="SEC", help="Seconds between --watch rounds.")
@@ -99,14 +103,18 @@ def health(
             raise ConfigError("--watch redraws a panel, --json prints one document", "drop one of them")
         if prometheus is not None:
             formats.check_prometheus_target(prometheus)
+        if pushgateway is not None:
+            formats.check_pushgateway(pushgateway)
         settings = state.settings()
         if watch:
-            raise typer.Exit(_watch(state, settings, names, interval, count, prometheus))
+            raise typer.Exit(_watch(state, settings, names, interval, count, prometheus, pushgateway))
         from sigmax_cli.health.runner import check_health
 
         report = check_health(settings, names)
         if prometheus is not None:
             formats.write_prometheus(report, prometheus)
+        if pushgateway is not None:
+            formats.push_prometheus(report, pushgateway)
     except SigmaxError as exc:  # bad input is UNKNOWN for a monitoring plugin, whatever the error
         _unknown(ctx, exc.sentence(), as_json)
     if as_json:
@@ -119,7 +127,8 @@ def health(
     raise typer.Exit(int(report.status))
 
 
-def _watch(state, settings, names: list[str], interval: float, count: int | None, prometheus: Path | None) -> int:
+def _watch(state, settings, names: list[str], interval: float, count: int | None, prometheus: Path | None,
+           pushgateway: str | None = None) -> int:
     """Redraw the table every round on a terminal (plugin text otherwise); the last round's status."""
     import threading
 
@@ -135,6 +144,8 @@ def _watch(state, settings, names: list[str], interval: float, count: int | None
         last[:] = [report]
         if prometheus is not None:
             formats.write_prometheus(report, prometheus)
+        if pushgateway is not None:
+            formats.push_prometheus(report, pushgateway)
         if live is not None:
             live.update(formats.table(report), refresh=True)
         else:

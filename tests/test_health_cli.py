@@ -202,6 +202,9 @@ BAD = [
     (["--prometheus", "no/such/dir/sigmax.prom"], {},
      "the directory of --prometheus no/such/dir/sigmax.prom does not exist; create it or point --prometheus at "
      "node_exporter's textfile directory."),
+    (["--pushgateway", "ftp://gateway:9091"], {},
+     "--pushgateway ftp://gateway:9091 is not an http(s) URL; pass the Pushgateway's address, e.g. "
+     "http://127.0.0.1:9091."),
     ([], {"SIGMAX_HEALTH__LEDGER_LATENCY_MS__WARNING": "fast"},
      "setting 'health.ledger_latency_ms.warning' is invalid: Input should be a valid number, unable to parse "
      "string as a number; fix it in the profile (conservative), the env file, SIGMAX_* or the option."),
@@ -365,3 +368,46 @@ def test_local_checks_import_no_heavy_library(home):
                          env={**os.environ, "SIGMAX_DATABASE_URL": f"sqlite:///{home / 'ledger.db'}"})
     exit_code, heavy = out.stdout.splitlines()
     assert exit_code == "2" and heavy == ""  # CRITICAL: there is no ledger there
+
+
+@pytest.mark.skipif(__import__("shutil").which("prometheus-pushgateway") is None,
+                    reason="prometheus-pushgateway missing: apt-get install prometheus-pushgateway")
+def test_pushgateway_receives_the_metrics_and_a_failed_push_is_critical(cli, home, tmp_path):
+    """Debian's Pushgateway on a free port gets the same metrics as the textfile (job
+    sigmax_health, instance = host); a push to a closed port is a CRITICAL health:pushgateway."""
+    import socket
+    import urllib.request
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    gateway, closed = ports
+    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up() -> bool:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{gateway}/-/ready", timeout=2).status == 200
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 60
+        while not up() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result = cli("health", "--check", "system", "--pushgateway", f"http://127.0.0.1:{gateway}", env=HOST_UNGRADED)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        text = urllib.request.urlopen(f"http://127.0.0.1:{gateway}/metrics", timeout=5).read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        (status,) = families["sigmax_health_status"].samples
+        assert status.value == 0 and status.labels["job"] == "sigmax_health"
+        assert status.labels["instance"] == socket.gethostname()
+        assert any(s.labels.get("check") == "system" for s in families["sigmax_health_check_status"].samples)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    failed = cli("health", "--check", "system", "--pushgateway", f"http://127.0.0.1:{closed}", env=HOST_UNGRADED)
+    assert failed.exit_code == 2
+    assert f"[CRITICAL] health:pushgateway - cannot push to the Pushgateway http://127.0.0.1:{closed}" in failed.stdout

@@ -8,8 +8,9 @@ Files written under ``--out DIR`` (see :func:`export`):
   ``severity`` (``critical``, ``warning`` or ``info``), a ``summary`` and a ``description``
   naming the sigmax command to run.
 * ``prometheus/prometheus.yml`` - an example that loads the rules, scrapes ``sigmax run
-  --metrics-port`` (job ``sigmax-run``) and node_exporter (job ``node``), whose textfile
-  collector reads ``sigmax health --prometheus FILE``.
+  --metrics-port`` (job ``sigmax-run``), node_exporter (job ``node``), whose textfile
+  collector reads ``sigmax health --prometheus FILE``, and a Pushgateway (job
+  ``pushgateway``) for ``sigmax health --pushgateway URL``.
 * ``grafana/dashboards/sigmax-fleet.json``, ``sigmax-bot.json``, ``sigmax-exchange.json`` and
   ``sigmax-health.json`` - dashboards (the last also shows node_exporter's host metrics).
 * ``grafana/provisioning/datasources/sigmax.yml`` and ``.../dashboards/sigmax.yml`` - Grafana
@@ -29,6 +30,7 @@ from sigmax_cli.files import write_atomic
 
 RUN_JOB = "sigmax-run"
 NODE_JOB = "node"
+PUSH_JOB = "pushgateway"
 DATASOURCE_UID = "sigmax-prometheus"
 HEALTH_STALE_S = 900
 """Seconds after which a health textfile nobody refreshed is itself an alert (cron runs
@@ -243,6 +245,7 @@ def prometheus_config(rules_file: str = "sigmax-rules.yml") -> dict[str, Any]:
             {"job_name": RUN_JOB, "static_configs": [{"targets": ["127.0.0.1:9108"],
                                                        "labels": {"bot": "example"}}]},
             {"job_name": NODE_JOB, "static_configs": [{"targets": ["127.0.0.1:9100"]}]},
+            {"job_name": PUSH_JOB, "honor_labels": True, "static_configs": [{"targets": ["127.0.0.1:9091"]}]},
         ],
     }
 
@@ -253,6 +256,8 @@ PROMETHEUS_HEADER = """\
 # - job node: node_exporter started with
 #     --collector.textfile.directory=/var/lib/node_exporter/textfile
 #   and cron running `sigmax health --prometheus /var/lib/node_exporter/textfile/sigmax.prom`.
+# - job pushgateway: a Prometheus Pushgateway, for `sigmax health --pushgateway URL` where no
+#   node_exporter runs (honor_labels keeps the pushed job and instance).
 """
 
 
