@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from sigmax_cli.brokers.base import split_fee
 from sigmax_cli.markets import MarketRules, to_decimal
 
 MONEY_REL_TOL = 1e-9
@@ -59,8 +60,8 @@ def check_run(*, fills: Iterable[Mapping[str, Any]], rules: Mapping[str, MarketR
         r = rules[f["symbol"]]
         amount, price, fee = float(f["amount"]), float(f["price"]), float(f["fee"] or 0.0)
         sign = 1 if f["side"] == "buy" else -1
-        base_fee = to_decimal(fee) if fee and f["fee_currency"] == r.base else Decimal(0)
-        quote_fee = fee if fee and f["fee_currency"] == quote else 0.0
+        base_fee_f, quote_fee = split_fee(fee, f["fee_currency"], r.base, quote)
+        base_fee = to_decimal(base_fee_f)
         flows[r.base] = flows.get(r.base, Decimal(0)) + sign * to_decimal(amount) - base_fee
         slack[r.base] = slack.get(r.base, 0.0) + math.ulp(amount) / 2 + (math.ulp(fee) / 2 if base_fee else 0.0)
         cash = -sign * price * amount - quote_fee

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sigmax_cli.brokers.base import Fill
+from sigmax_cli.brokers.base import Fill, split_fee
 from sigmax_cli.markets import MarketRules, default_rules, to_decimal
 
 _ZERO = Decimal(0)
@@ -103,14 +103,10 @@ class Portfolio:
         pos = self.position(fill.symbol)
         rules = self._rules(fill.symbol)
         amount = to_decimal(fill.amount)
-        fee_quote, fee_base = 0.0, _ZERO
-        if fill.fee:
-            if fill.fee_currency == rules.quote:
-                fee_quote = fill.fee
-            elif fill.fee_currency == rules.base:
-                fee_base = to_decimal(fill.fee)
-            else:
-                self.other_fees[fill.fee_currency] = self.other_fees.get(fill.fee_currency, 0.0) + fill.fee
+        base_fee, fee_quote = split_fee(fill.fee, fill.fee_currency, rules.base, rules.quote)
+        fee_base = to_decimal(base_fee)
+        if fill.fee and fill.fee_currency not in (rules.base, rules.quote):
+            self.other_fees[fill.fee_currency] = self.other_fees.get(fill.fee_currency, 0.0) + fill.fee
         if fill.side == "buy":
             cost = pos.avg_price * pos.qty + fill.notional + fee_quote
             if rules.is_flat(pos.exact):

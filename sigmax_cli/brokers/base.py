@@ -160,6 +160,21 @@ class Order:
         }
 
 
+def split_fee(fee: float, currency: str, base: str, quote: str) -> tuple[float, float]:
+    """A fill's commission as ``(base_fee, quote_fee)``: what it takes from the base balance
+    (base units) and from the quote balance (quote). Charged in the base or the quote asset,
+    all of it is in one of the two; charged in a third asset (BNB), it touches neither:
+    ``(0.0, 0.0)``. The one rule the brokers' books, the Portfolio, the report's round trips
+    and the ledger invariants apply."""
+    if not fee:
+        return 0.0, 0.0
+    if currency == quote:
+        return 0.0, fee
+    if currency == base:
+        return fee, 0.0
+    return 0.0, 0.0
+
+
 @dataclass(frozen=True)
 class Fill:
     """One execution (ccxt's trade structure, reduced).
@@ -190,11 +205,10 @@ class Fill:
     def fee_in_quote(self, base: str, quote: str) -> float | None:
         """The fee's value in quote: as charged when in ``quote``, at this fill's price when
         in ``base``; ``None`` for a third asset, whose quote value this fill cannot tell."""
-        if not self.fee or self.fee_currency == quote:
-            return self.fee
-        if self.fee_currency == base:
-            return self.fee * self.price
-        return None
+        if self.fee and self.fee_currency not in (base, quote):
+            return None
+        base_fee, quote_fee = split_fee(self.fee, self.fee_currency, base, quote)
+        return quote_fee + base_fee * self.price
 
     def record(self, run_id: str) -> dict[str, object]:
         """The ledger row (``schema.fills``)."""

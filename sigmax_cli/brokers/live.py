@@ -85,6 +85,7 @@ from sigmax_cli.brokers.base import (
     Order,
     OrderRequest,
     normalise_request,
+    split_fee,
 )
 from sigmax_cli.errors import (
     AuthenticationError,
@@ -804,8 +805,7 @@ class LiveBroker:
         fee_info = trade.get("fee") or {}
         fee_cost = float(fee_info.get("cost") or 0.0)
         currency = fee_info.get("currency") or rules.quote
-        fee_quote = fee_cost if currency == rules.quote else 0.0
-        fee_base = fee_cost if currency == rules.base else 0.0
+        fee_base, fee_quote = split_fee(fee_cost, currency, rules.base, rules.quote)
         liquidity = trade.get("takerOrMaker") or ("taker" if order.type == "market" else "maker")
         ts = int(trade.get("timestamp") or self.clock())
         fill = Fill(order.client_order_id, order.symbol, order.side, price, gross, fee_cost, currency, liquidity, ts,

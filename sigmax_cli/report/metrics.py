@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sigmax_cli.brokers.base import split_fee
 from sigmax_cli.data.timeframes import MS_PER_YEAR
 from sigmax_cli.errors import DataError
 
@@ -420,13 +421,12 @@ def round_trips(
         price, amount = float(_field(f, "price")), float(_field(f, "amount"))
         fee, ts = float(_field(f, "fee")), int(_field(f, "ts_ms"))
         base, _, quote = symbol.partition("/")
-        currency = _field(f, "fee_currency", quote.split(":")[0])
-        moved = amount  # base units leaving or entering the position
-        if fee and currency == base:  # charged in the base asset: units, valued at this fill's price
-            moved = amount - fee if side == "buy" else amount + fee
-            fee = fee * price
-        elif fee and currency != quote.split(":")[0]:
-            fee = 0.0  # a third asset (BNB): its quote value is not known here
+        quote = quote.split(":")[0]
+        # a base-asset fee moves the position and counts at this fill's price; a third asset's
+        # (BNB) counts 0: its quote value is not known here
+        base_fee, quote_fee = split_fee(fee, _field(f, "fee_currency", quote), base, quote)
+        moved = amount - base_fee if side == "buy" else amount + base_fee  # base units in or out
+        fee = quote_fee + base_fee * price
         fees[symbol] = fees.get(symbol, 0.0) + fee
         trip = state.get(symbol)
         if side == "buy":
