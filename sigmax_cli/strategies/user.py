@@ -280,7 +280,15 @@ def _load_plugin(name: str, spec: str) -> tuple[type, Source]:
         raise ConfigError(f"unknown strategy {spec!r}",
                           f"use rules, rl:MODEL.zip, PATH.py:ClassName, package.module:ClassName{extra} "
                           "(`sigmax strategy list`)")
-    ep = found[0]
+    return load_plugin(name, found[0], spec)
+
+
+def load_plugin(name: str, ep: Any, spec: str) -> tuple[type, Source]:
+    """Import the strategy class of plugin ``name``, entry point ``ep`` (one of :func:`plugins`).
+
+    Raises:
+        ConfigError: its module cannot be imported, lacks the class, or the class is not a strategy.
+    """
     dist = getattr(ep, "dist", None)
     where = f"{dist.name} {dist.version} ({ep.value})" if dist is not None else ep.value
     try:
