@@ -99,7 +99,6 @@ class Candles:
     source: Path | None = None
     sha256: str | None = None
     gaps: list[Gap] = field(default_factory=list)
-    dropped_duplicates: int = 0
     duplicates: Anomaly | None = None
     out_of_order: Anomaly | None = None
 
@@ -125,6 +124,11 @@ class Candles:
         return timeframe_to_ms(self.timeframe)
 
     @property
+    def dropped_duplicates(self) -> int:
+        """Exact repeat rows dropped while reading (:attr:`duplicates`'s count)."""
+        return self.duplicates.count if self.duplicates is not None else 0
+
+    @property
     def missing_bars(self) -> int:
         return sum(g.missing for g in self.gaps)
 
@@ -143,8 +147,7 @@ class Candles:
             self.low[lo:hi], self.close[lo:hi], self.volume[lo:hi], self.source, self.sha256,
         )
         sub.gaps = find_gaps(sub.ts, self.tf_ms)
-        sub.dropped_duplicates, sub.duplicates, sub.out_of_order = (
-            self.dropped_duplicates, self.duplicates, self.out_of_order)  # the file's, as read
+        sub.duplicates, sub.out_of_order = self.duplicates, self.out_of_order  # the file's, as read
         return sub
 
     def to_pandas(self):
@@ -362,7 +365,6 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
         raw, ts = raw[order], ts[order]
     else:
         rows_in_file = np.arange(1, len(ts) + 1)
-    dropped = 0
     repeats = None
     if len(ts) > 1:
         same = ts[1:] == ts[:-1]
@@ -375,10 +377,9 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
                     "remove the duplicate or re-download the file",
                 )
             keep = np.concatenate([[True], ~same])
-            dropped = int(same.sum())
             repeat_rows = rows_in_file[1:][same]  # the later row of each pair in sorted order
             first = int(np.argmin(repeat_rows))
-            repeats = Anomaly(dropped, int(ts[1:][same][first]), int(repeat_rows[first]))
+            repeats = Anomaly(int(same.sum()), int(ts[1:][same][first]), int(repeat_rows[first]))
             raw, ts = raw[keep], ts[keep]
     o, h, low, c, v = (raw[:, i] if raw.size else np.empty(0) for i in range(1, 6))
     problems = (
@@ -400,7 +401,7 @@ def validate(raw: np.ndarray, symbol: str, timeframe: str, tf_ms: int, path: Pat
     return Candles(
         symbol=symbol, timeframe=timeframe, ts=ts, open=np.ascontiguousarray(o), high=np.ascontiguousarray(h),
         low=np.ascontiguousarray(low), close=np.ascontiguousarray(c), volume=np.ascontiguousarray(v),
-        gaps=find_gaps(ts, tf_ms), dropped_duplicates=dropped, duplicates=repeats, out_of_order=disorder,
+        gaps=find_gaps(ts, tf_ms), duplicates=repeats, out_of_order=disorder,
     )
 
 

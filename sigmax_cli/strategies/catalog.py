@@ -16,7 +16,7 @@ def catalog() -> list[dict[str, Any]]:
     of a plugin that cannot be loaded (it is listed all the same).
     """
     from sigmax_cli.settings import StrategySettings
-    from sigmax_cli.strategies.user import declared_params, load_class, plugins
+    from sigmax_cli.strategies.user import declared_params, load_plugin, plugins
 
     rules = StrategySettings().model_dump(exclude={"tables", "position_fraction"})
     rows: list[dict[str, Any]] = [
@@ -30,7 +30,7 @@ def catalog() -> list[dict[str, Any]]:
         dist = getattr(ep, "dist", None)
         source = f"{dist.name} {dist.version}: {ep.value}" if dist is not None else ep.value
         try:
-            cls, _ = load_class(name)
+            cls, _ = load_plugin(name, ep, name)
             params, error = {k: _shown(v) for k, v in declared_params(cls).items()}, None
         except ConfigError as exc:
             params, error = None, exc.sentence()

@@ -232,15 +232,13 @@ def _pick_class(module: Any, cls_name: str, source: Source) -> type:
     candidates = sorted(n for n, v in vars(module).items()
                         if isinstance(v, type) and v.__module__ == module.__name__ and _missing(v) == []
                         and v is not BaseStrategy)
+    found = f"it defines {', '.join(candidates)}" if candidates else "it defines no strategy class"
     if not cls_name:
-        if len(candidates) == 1:
-            cls_name = candidates[0]
-        else:
-            found = f"it defines {', '.join(candidates)}" if candidates else "it defines no strategy class"
+        if len(candidates) != 1:
             raise ConfigError(f"{where} needs a class name ({found})", f"pass --strategy {source.spec}:ClassName")
+        cls_name = candidates[0]
     cls = getattr(module, cls_name, None)
     if cls is None:
-        found = f"it defines {', '.join(candidates)}" if candidates else "it defines no strategy class"
         raise ConfigError(f"{where} has no class {cls_name} ({found})", "name one of its classes after the colon")
     check_class(cls, f"{cls_name} in {where}")
     return cls
@@ -274,14 +272,23 @@ def plugins() -> list[tuple[str, Any]]:
 
 
 def _load_plugin(name: str, spec: str) -> tuple[type, Source]:
-    found = [ep for n, ep in plugins() if n == name]
+    installed = plugins()
+    found = [ep for n, ep in installed if n == name]
     if not found:
-        names = [n for n, _ in plugins()]
+        names = [n for n, _ in installed]
         extra = f", or one of the installed plugins {', '.join(names)}" if names else ""
         raise ConfigError(f"unknown strategy {spec!r}",
                           f"use rules, rl:MODEL.zip, PATH.py:ClassName, package.module:ClassName{extra} "
                           "(`sigmax strategy list`)")
-    ep = found[0]
+    return load_plugin(name, found[0], spec)
+
+
+def load_plugin(name: str, ep: Any, spec: str) -> tuple[type, Source]:
+    """Import the strategy class of plugin ``name``, entry point ``ep`` (one of :func:`plugins`).
+
+    Raises:
+        ConfigError: its module cannot be imported, lacks the class, or the class is not a strategy.
+    """
     dist = getattr(ep, "dist", None)
     where = f"{dist.name} {dist.version} ({ep.value})" if dist is not None else ep.value
     try:
