@@ -51,6 +51,7 @@ from sigmax_cli.markets import MarketRules
 from sigmax_cli.paper import new_run_id, refuse_if_killswitch_engaged, spill_dir
 from sigmax_cli.settings import Settings
 from sigmax_cli.snapshot import EventRow
+from sigmax_cli.strategies.base import history_bars
 from sigmax_cli.telemetry import LiveMetrics, RedisHeartbeat
 
 log = get_logger(__name__)
@@ -477,7 +478,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
             backfill_until = (now_fn() // tf_ms) * tf_ms - tf_ms  # bars up to this one are backfill
             feed_retry = RetryPolicy(attempts=3, base_delay=1.0, max_delay=10.0, sleep=sleep) if sleep else None
             feed = LiveFeed(plan.exchange, list(plan.markets), s.timeframe, plan.strategy.features,
-                            history=max(plan.strategy.warmup, int(getattr(plan.strategy, "history", 0) or 0)) + 50,
+                            history=history_bars(plan.strategy) + 50,
                             poll_interval_s=live.poll_seconds,
                             stale_after_ms=stale_ms, on_stale="record", since_ms=since,
                             max_bars=options.max_ticks, sleep=sleep, clock=now_fn, retry=feed_retry)

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sigmax_cli.data.candles import Candles, discover, load_candles, parse_filename
+from sigmax_cli.data.candles import Candles, discover, load_discovered
 from sigmax_cli.engine import Engine, EngineConfig, RunSummary
 from sigmax_cli.errors import ConfigError, DataError, RiskBlocked
 from sigmax_cli.markets import MarketRules, load_markets_file, markets_file_beside
 from sigmax_cli.settings import Settings
+from sigmax_cli.strategies.base import history_bars
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -210,13 +211,10 @@ def _replay_feed(settings: Settings, options: PaperOptions, strategy, start_ms, 
     skips: dict[str, int] = {}
     # bars loaded before --start: the history the features need to settle (``strategy.history``,
     # measured by `sigmax strategy check`), at least the warm-up; trading still starts at --start
-    history = max(strategy.warmup, int(getattr(strategy, "history", 0) or 0))
+    history = history_bars(strategy)
     for file in files:
-        # a single file keeps the timeframe of its name (BTC_USDT-5m.json); else the setting
-        if path.is_file() and parse_filename(file) is None:  # e.g. prices.csv: name it from the options
-            c = load_candles(file, symbol=(options.symbols or [None])[0], timeframe=timeframe)
-        else:
-            c = load_candles(file)  # symbol and timeframe from the freqtrade name
+        # a single file keeps the timeframe of its name (BTC_USDT-5m.json); prices.csv: the options'
+        c = load_discovered(path, file, (options.symbols or [None])[0], timeframe)
         if options.symbols and path.is_file() and c.symbol not in options.symbols:
             raise DataError(f"{file.name} holds {c.symbol}, not {', '.join(options.symbols)}",
                             "pass the matching --symbols or another file")
@@ -268,7 +266,7 @@ def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: in
     steps = math.ceil(options.max_bars / len(symbols)) if options.max_bars else None
     feed = LiveFeed(
         exchange, symbols, settings.timeframe, strategy.features,
-        history=max(strategy.warmup, int(getattr(strategy, "history", 0) or 0)) + 50,
+        history=history_bars(strategy) + 50,
         since_ms=start_ms - tf_ms if start_ms is not None else None, max_bars=steps,
         stale_after_ms=3 * tf_ms, on_stale="record",
     )

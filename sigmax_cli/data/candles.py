@@ -420,6 +420,19 @@ def _iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def load_discovered(path: Path, file: Path, symbol: str | None, timeframe: str | None) -> Candles:
+    """Load one ``file`` that :func:`discover` found for the ``--data`` ``path``: symbol and
+    timeframe from its freqtrade name; when ``path`` is that single file and its name says
+    neither (``prices.csv``), ``symbol`` and ``timeframe`` name it.
+
+    Raises:
+        DataError, ConfigError: as :func:`load_candles`.
+    """
+    if Path(path).is_file() and parse_filename(file) is None:
+        return load_candles(file, symbol=symbol, timeframe=timeframe)
+    return load_candles(file)
+
+
 def discover(path: Path, symbols: list[str] | None, timeframe: str | None) -> list[Path]:
     """The candle files to load from ``--data``.
 

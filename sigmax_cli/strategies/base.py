@@ -82,3 +82,9 @@ class Strategy(Protocol):
     def params(self) -> dict[str, object]:
         """The parameters to record with a run."""
         ...
+
+
+def history_bars(strategy: Strategy) -> int:
+    """Bars of history ``strategy`` needs before the first bar it trades: its optional
+    ``history`` (what its features need to settle), at least its ``warmup``."""
+    return max(int(strategy.warmup), int(getattr(strategy, "history", 0) or 0))

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from sigmax_cli.data.candles import Candles
+from sigmax_cli.strategies.base import history_bars
 
 DEFAULT_TOLERANCE = 1e-6
 """Relative tolerance of the history analysis (to the feature's median magnitude)."""
@@ -164,7 +165,7 @@ def check_strategy(strategy: Any, candles: Candles, *, tolerance: float = DEFAUL
     """
     n = len(candles)
     full = _arrays(strategy, candles)
-    history = max(int(strategy.warmup), int(getattr(strategy, "history", 0) or 0))
+    history = history_bars(strategy)
     report = CheckReport(strategy.name, int(strategy.warmup), history, candles.symbol, candles.timeframe, n, tolerance)
     scales = {}
     for name, values in full.items():
@@ -254,7 +255,7 @@ def check_spec(settings: Any, spec: str, data: Any, symbol: str | None = None, *
     """
     from pathlib import Path
 
-    from sigmax_cli.data.candles import discover, load_candles, parse_filename
+    from sigmax_cli.data.candles import discover, load_discovered
     from sigmax_cli.errors import ConfigError, DataError
     from sigmax_cli.strategies import load_strategy
 
@@ -265,10 +266,7 @@ def check_spec(settings: Any, spec: str, data: Any, symbol: str | None = None, *
     strategy = load_strategy(spec, settings)
     path = Path(data)
     files = discover(path, [symbol] if symbol else None, settings.timeframe)
-    if path.is_file() and parse_filename(path) is None:
-        candles = load_candles(files[0], symbol=symbol, timeframe=settings.timeframe)
-    else:
-        candles = load_candles(files[0])
+    candles = load_discovered(path, files[0], symbol, settings.timeframe)
     if bars is not None and len(candles) > bars:
         candles = _cut(candles, len(candles) - bars, len(candles))
     if len(candles) < 50:
