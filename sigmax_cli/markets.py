@@ -227,11 +227,6 @@ class MarketRules:
         value = abs(to_decimal(amount)) or to_decimal(self.min_amount) or Decimal(1)
         return Decimal(1).scaleb(value.adjusted() - max(digits, 1) + 1)
 
-    def amount_in_steps(self, amount: float | Decimal) -> Decimal:
-        """``amount`` divided by the step at its magnitude, exactly (a Decimal, not rounded)."""
-        value = to_decimal(amount)
-        return _CONTEXT.divide(value, self.amount_step_at(value))
-
     def same_amount(self, a: float | Decimal, b: float | Decimal) -> bool:
         """True when ``a`` and ``b`` (base units) differ by less than half a step."""
         da, db = to_decimal(a), to_decimal(b)

@@ -219,10 +219,6 @@ class PaperBroker:
         """Free plus reserved balance of ``asset``, as a float."""
         return self._total_f.get(asset, 0.0)
 
-    def free_exact(self, asset: str) -> Decimal:
-        """Free balance of ``asset``, exactly."""
-        return self._free.get(asset, _ZERO)
-
     def total_exact(self, asset: str) -> Decimal:
         """Free plus reserved balance of ``asset``, exactly."""
         return self._free.get(asset, _ZERO) + self._used.get(asset, _ZERO)
