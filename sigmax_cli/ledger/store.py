@@ -606,11 +606,14 @@ class Ledger:
                 if committing:
                     self._in_doubt = batch
                 raise
+        self._clear_buffer()
+        self.outage = None
+
+    def _clear_buffer(self) -> None:
         self._orders.clear()
         for rows in self._rows.values():
             rows.clear()
         self._pending = 0
-        self.outage = None
 
     def _settle_in_doubt(self) -> None:
         """The last batch's COMMIT lost its answer: if ``ledger_writes`` shows it committed,
@@ -626,7 +629,7 @@ class Ledger:
                 del self._orders[cid]
         for name, n in batch.counts.items():
             del self._rows[name][:n]
-        self._pending = len(self._orders) + sum(len(v) for v in self._rows.values())
+        self._pending = self.buffered
 
     # -- spilling after an outage that did not end ---------------------------------------
     def spill(self) -> Path | None:
@@ -657,10 +660,7 @@ class Ledger:
             write_atomic(path, json.dumps(doc, default=str))
         except OSError:
             return None
-        self._orders.clear()
-        for rows in self._rows.values():
-            rows.clear()
-        self._pending = 0
+        self._clear_buffer()
         self._finish = None
         return path
 
