@@ -39,7 +39,9 @@ def panic(
     except ConfigError as exc:
         if status or release:
             raise
-        raise _engage_despite(state, exc, reason) from None
+        from sigmax_cli.risk.panic import engage_without_settings
+
+        raise engage_without_settings(state.home, exc, reason) from None
     if status:
         from sigmax_cli.risk.killswitch import KillSwitch
         from sigmax_cli.risk.panic import STATUS_EXIT
@@ -79,25 +81,6 @@ def panic(
         where = report.files[-1] if report.files else "the output above"
         sys.stderr.write(f"error: {_summary(report)}; see {where}.\n")
         raise typer.Exit(report.exit_code)
-
-
-def _engage_despite(state, exc, reason: str | None):
-    """Settings are broken (a bad SIGMAX_REDIS_URL, a bad profile), yet an engage was asked:
-    still write the local flag (its home needs no settings), then return the ConfigError
-    saying exactly what was and was not done (exit 2)."""
-    import os
-    from pathlib import Path
-
-    from sigmax_cli.errors import ConfigError
-    from sigmax_cli.risk.killswitch import KillSwitch
-    from sigmax_cli.settings import default_home
-
-    home = state.home or (Path(os.environ["SIGMAX_HOME"]) if os.environ.get("SIGMAX_HOME") else default_home())
-    done = KillSwitch(home).engage(reason or "operator panic (no reason given)")
-    where = (f"the kill switch file {home / 'KILLSWITCH'} IS engaged (this host only)" if done.written
-             else f"the kill switch is NOT engaged ({'; '.join(done.degraded)})")
-    return ConfigError(f"{exc.cause}; {where}, but Redis and the exchange were not touched",
-                       f"{exc.fix or 'fix the setting'}, then run `sigmax panic` again")
 
 
 def _summary(report) -> str:

@@ -208,15 +208,13 @@ class LostRun:
                 f"once looked into, acknowledge it with `{self.ack_command}`")
 
 
-_TIMEFRAME_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
 def _timeframe_ms(timeframe: str | None) -> int | None:
-    if not timeframe or timeframe[-1] not in _TIMEFRAME_MS:
-        return None
+    """:func:`~sigmax_cli.data.timeframes.timeframe_to_ms`, ``None`` for a missing or unknown timeframe."""
+    from sigmax_cli.data.timeframes import timeframe_to_ms
+
     try:
-        return int(timeframe[:-1]) * _TIMEFRAME_MS[timeframe[-1]]
-    except ValueError:
+        return timeframe_to_ms(timeframe) if timeframe else None
+    except ValueError:  # UnknownTimeframe
         return None
 
 

@@ -606,11 +606,14 @@ class Ledger:
                 if committing:
                     self._in_doubt = batch
                 raise
+        self._clear_buffer()
+        self.outage = None
+
+    def _clear_buffer(self) -> None:
         self._orders.clear()
         for rows in self._rows.values():
             rows.clear()
         self._pending = 0
-        self.outage = None
 
     def _settle_in_doubt(self) -> None:
         """The last batch's COMMIT lost its answer: if ``ledger_writes`` shows it committed,
@@ -626,7 +629,7 @@ class Ledger:
                 del self._orders[cid]
         for name, n in batch.counts.items():
             del self._rows[name][:n]
-        self._pending = len(self._orders) + sum(len(v) for v in self._rows.values())
+        self._pending = self.buffered
 
     # -- spilling after an outage that did not end ---------------------------------------
     def spill(self) -> Path | None:
@@ -657,10 +660,7 @@ class Ledger:
             write_atomic(path, json.dumps(doc, default=str))
         except OSError:
             return None
-        self._orders.clear()
-        for rows in self._rows.values():
-            rows.clear()
-        self._pending = 0
+        self._clear_buffer()
         self._finish = None
         return path
 
@@ -706,14 +706,10 @@ class Ledger:
             LedgerUnavailable: the database does not answer (nothing is kept: the next
                 heartbeat replaces this one anyway).
         """
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
         row = {"bot_id": bot_id, "run_id": run_id, "mode": mode, "host": socket.gethostname(),
                "pid": os.getpid(), "ts_ms": now_ms(), "status": status,
                "detail_json": json.dumps(detail, default=str) if detail else None}
-        stmt = insert(s.heartbeats).values(row)
+        stmt = _insert(self.engine.dialect, s.heartbeats).values(row)
         stmt = stmt.on_conflict_do_update(index_elements=[s.heartbeats.c.bot_id],
                                           set_={k: v for k, v in row.items() if k != "bot_id"})
         with self._writing(), self.engine.begin() as conn:
@@ -769,12 +765,17 @@ class _Batch:
     counts: dict[str, int]
 
 
-def _mark_written(conn, writer: str, seq: int) -> None:
-    if conn.dialect.name == "postgresql":
+def _insert(dialect, table):
+    """``INSERT INTO table`` in ``dialect`` (PostgreSQL's or SQLite's), which has ``on_conflict_do_update``."""
+    if dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(s.ledger_writes).values(writer_id=writer, seq=seq, ts_ms=now_ms())
+    return insert(table)
+
+
+def _mark_written(conn, writer: str, seq: int) -> None:
+    stmt = _insert(conn.dialect, s.ledger_writes).values(writer_id=writer, seq=seq, ts_ms=now_ms())
     conn.execute(stmt.on_conflict_do_update(index_elements=[s.ledger_writes.c.writer_id],
                                             set_={"seq": stmt.excluded.seq, "ts_ms": stmt.excluded.ts_ms}))
 
@@ -811,11 +812,7 @@ def _replay(conn, doc: dict[str, Any]) -> None:
 
 
 def _upsert_orders(conn, rows: list[dict[str, Any]]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(s.orders)
+    stmt = _insert(conn.dialect, s.orders)
     excluded = stmt.excluded  # built once: each access rebuilds the alias
     mutable = ("exchange_order_id", "filled", "average", "fee", "status", "reason", "updated_ms", "price")
     stmt = stmt.on_conflict_do_update(

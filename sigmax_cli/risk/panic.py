@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sigmax_cli.errors import SigmaxError
+from sigmax_cli.errors import ConfigError, SigmaxError
 from sigmax_cli.files import write_atomic
 from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchStatus, SwitchState, who
 
@@ -484,6 +484,23 @@ def incident_markdown(report: IncidentReport) -> str:
         if items:
             lines += ["", f"## {title}", ""] + [f"* {item}" for item in items]
     return "\n".join(lines) + "\n"
+
+
+def engage_without_settings(home: Path | None, error: ConfigError, reason: str | None) -> ConfigError:
+    """Settings are broken (a bad SIGMAX_REDIS_URL, a bad profile), yet an engage was asked:
+    still write the local flag in ``home`` (``--home``; else ``SIGMAX_HOME``; else the
+    default: its home needs no settings), then return ``error`` restated to say exactly what
+    was and was not done (exit 2)."""
+    from sigmax_cli.settings import default_home
+
+    if not home:
+        home = Path(os.environ["SIGMAX_HOME"]) if os.environ.get("SIGMAX_HOME") else default_home()
+    switch = KillSwitch(home)
+    done = switch.engage(reason or "operator panic (no reason given)")
+    where = (f"the kill switch file {switch.path} IS engaged (this host only)" if done.written
+             else f"the kill switch is NOT engaged ({'; '.join(done.degraded)})")
+    return ConfigError(f"{error.cause}; {where}, but Redis and the exchange were not touched",
+                       f"{error.fix or 'fix the setting'}, then run `sigmax panic` again")
 
 
 def release(settings, reason: str) -> KillSwitchStatus:
