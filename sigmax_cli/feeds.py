@@ -20,7 +20,7 @@ import numpy as np
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import DataError
-from sigmax_cli.strategies.base import Bar, Features
+from sigmax_cli.model import Bar, Features
 
 FeatureFn = Callable[[Candles], Features]
 

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from sigmax_cli.brokers.base import split_fee
 from sigmax_cli.markets import MarketRules, to_decimal
+from sigmax_cli.model import split_fee
 
 MONEY_REL_TOL = 1e-9
 """Relative tolerance of quote sums read back from double-precision ledger columns."""

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sigmax_cli.brokers.base import Fill, split_fee
 from sigmax_cli.markets import MarketRules, default_rules, to_decimal
+from sigmax_cli.model import Fill, split_fee
 
 _ZERO = Decimal(0)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.brokers.paper import PaperBroker
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.engine import Engine, EngineConfig
@@ -20,6 +19,7 @@ from sigmax_cli.errors import OrderRejected
 from sigmax_cli.feeds import ReplayFeed
 from sigmax_cli.ledger import Ledger
 from sigmax_cli.markets import from_ccxt
+from sigmax_cli.model import OrderRequest
 from sigmax_cli.risk.guard import build_guard
 from sigmax_cli.settings import RiskSettings, load_settings
 from sigmax_cli.strategies.base import Signal

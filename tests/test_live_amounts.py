@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.brokers.live import LiveBroker
 from sigmax_cli.exchange.errors import RetryPolicy
 from sigmax_cli.markets import from_ccxt
+from sigmax_cli.model import OrderRequest
 from sigmax_cli.portfolio import Portfolio, Position
 from tests.support.binance_orders import connect, spot_exchange, spot_market
 

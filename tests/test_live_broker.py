@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.brokers.live import ClockSkew, LiveBroker
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.errors import AuthenticationError, InsufficientFunds, OrderRejected, RiskBlocked
 from sigmax_cli.exchange.errors import RetryPolicy
 from sigmax_cli.markets import from_ccxt
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Bar, OrderRequest
 from tests.conftest import DATA
 from tests.support.binance_emulator import Fault, ManualClock
 from tests.support.binance_orders import TEST_KEY, connect, spot_exchange

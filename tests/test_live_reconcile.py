@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from sigmax_cli.brokers.base import Order
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.ledger import Ledger
 from sigmax_cli.live import LiveOptions, prepare_live, run_live
+from sigmax_cli.model import Order
 from tests.conftest import DATA
 from tests.support.binance_emulator import ManualClock
 from tests.support.binance_orders import connect, spot_exchange
@@ -181,7 +181,7 @@ def test_periodic_reconciliation_cancels_a_new_foreign_order_and_reports_missing
 # ---------------------------------------------------------------- both directions
 def ledger_fill(cid, trade, price=None):
     """The ledger row a run wrote for one emulator trade (0.1 % commission in BTC on a buy)."""
-    from sigmax_cli.brokers.base import Fill
+    from sigmax_cli.model import Fill
 
     px = price if price is not None else float(trade["price"])
     return Fill(cid, "BTC/USDT", "buy", px, float(trade["qty"]), float(trade["commission"]), "BTC", "taker",

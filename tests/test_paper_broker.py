@@ -6,12 +6,11 @@ import random
 
 import pytest
 
-from sigmax_cli.brokers.base import IllegalTransition, OrderRequest
 from sigmax_cli.brokers.paper import PaperBroker
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.errors import InsufficientFunds, OrderRejected
 from sigmax_cli.markets import load_markets_file
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Bar, IllegalTransition, OrderRequest
 from tests.conftest import FREQTRADE_1H
 
 HOUR = 3_600_000

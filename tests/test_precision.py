@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.brokers.paper import PaperBroker
 from sigmax_cli.errors import ConfigError, OrderRejected
 from sigmax_cli.ledger import Ledger
@@ -29,7 +28,7 @@ from sigmax_cli.markets import (
     load_markets_file,
     to_decimal,
 )
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Bar, OrderRequest
 
 DP, SD, TS = DECIMAL_PLACES, SIGNIFICANT_DIGITS, TICK_SIZE
 

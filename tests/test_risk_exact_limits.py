@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.markets import MarketRules
+from sigmax_cli.model import OrderRequest
 from sigmax_cli.risk.base import RiskView
 from sigmax_cli.risk.guard import build_guard
 from sigmax_cli.risk.rules.order_notional import MaxOrderNotional

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sigmax_cli.brokers.base import OrderRequest
 from sigmax_cli.brokers.paper import PaperBroker
 from sigmax_cli.errors import RiskBlocked
+from sigmax_cli.model import OrderRequest
 from sigmax_cli.risk.base import RiskView, TradingState
 from sigmax_cli.risk.guard import GuardedBroker, build_guard
 from sigmax_cli.settings import RiskSettings

@@ -10,9 +10,10 @@ import pytest
 
 from sigmax_cli.data.candles import load_candles
 from sigmax_cli.errors import ConfigError
+from sigmax_cli.model import Bar
 from sigmax_cli.settings import StrategySettings, load_settings
 from sigmax_cli.strategies import load_strategy
-from sigmax_cli.strategies.base import Bar, PositionView, Strategy
+from sigmax_cli.strategies.base import PositionView, Strategy
 from sigmax_cli.strategies.rules import FEATURES, RuleStrategy
 
 NAN = math.nan

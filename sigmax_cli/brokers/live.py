@@ -36,7 +36,7 @@ trades (the FULL order response, then ``fetch_my_trades`` by order id), each tra
 its id.
 
 Fees are booked once, in the currency the exchange charged them
-(:class:`~sigmax_cli.brokers.base.Fill` ``fee`` / ``fee_currency``, as ccxt's trade
+(:class:`~sigmax_cli.model.Fill` ``fee`` / ``fee_currency``, as ccxt's trade
 ``fee``); the fill's ``amount`` is the traded amount. In the book: a quote commission comes
 out of the quote; a base commission out of the base (a buy receives ``amount - fee``, a sell
 gives up ``amount + fee``), never out of the quote as well; a third asset's (BNB) out of that
@@ -76,17 +76,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from sigmax_cli.brokers.base import (
-    MARKET_BUY_BUFFER_DEFAULT,
-    Balance,
-    BrokerUpdate,
-    Fill,
-    IllegalTransition,
-    Order,
-    OrderRequest,
-    normalise_request,
-    split_fee,
-)
+from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, normalise_request
 from sigmax_cli.errors import (
     AuthenticationError,
     ConfigError,
@@ -101,6 +91,7 @@ from sigmax_cli.errors import (
 from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.logs import get_logger
 from sigmax_cli.markets import MarketRules, to_decimal
+from sigmax_cli.model import Balance, BrokerUpdate, Fill, IllegalTransition, Order, OrderRequest, split_fee
 
 log = get_logger(__name__)
 
@@ -358,7 +349,7 @@ class LiveBroker:
         """
         now = self.clock()
         if self.signal_max_age_ms is not None and now - now_ms > self.signal_max_age_ms:
-            from sigmax_cli.risk.base import Denial
+            from sigmax_cli.model import Denial
 
             age_s, limit_s = (now - now_ms) / 1000.0, self.signal_max_age_ms / 1000.0
             err = RiskBlocked(f"{request.symbol} {request.side} was decided on a bar that closed {age_s:.0f} s ago "

@@ -36,18 +36,10 @@ from __future__ import annotations
 
 from decimal import Context, Decimal, localcontext
 
-from sigmax_cli.brokers.base import (
-    MARKET_BUY_BUFFER_DEFAULT,
-    Balance,
-    BrokerUpdate,
-    Fill,
-    Order,
-    OrderRequest,
-    normalise_request,
-)
+from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, normalise_request
 from sigmax_cli.errors import InsufficientFunds, OrderRejected
 from sigmax_cli.markets import MarketRules, default_rules, to_decimal
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Balance, Bar, BrokerUpdate, Fill, Order, OrderRequest
 
 MARKET_BUY_BUFFER = MARKET_BUY_BUFFER_DEFAULT
 _ZERO = Decimal(0)

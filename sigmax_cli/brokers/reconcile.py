@@ -56,11 +56,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from sigmax_cli.brokers.base import ACTIVE_STATUSES, Fill, Order
 from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
 from sigmax_cli.errors import AuthenticationError, SigmaxError
 from sigmax_cli.ledger import schema
 from sigmax_cli.logs import get_logger
+from sigmax_cli.model import ACTIVE_STATUSES, Fill, Order
 from sigmax_cli.portfolio import Portfolio, Position
 
 log = get_logger(__name__)

@@ -60,7 +60,7 @@ from sigmax_cli.exchange.client import (
 from sigmax_cli.exchange.errors import RetryPolicy, api_url
 from sigmax_cli.feeds import FeatureFn, Step
 from sigmax_cli.logs import get_logger
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Bar
 
 log = get_logger(__name__)
 OFFLINE_FIX = "check the network or use --data for an offline replay"

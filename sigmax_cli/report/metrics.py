@@ -56,9 +56,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sigmax_cli.brokers.base import split_fee
 from sigmax_cli.data.timeframes import MS_PER_YEAR
 from sigmax_cli.errors import DataError
+from sigmax_cli.model import split_fee
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS

@@ -12,7 +12,7 @@ from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from sigmax_cli.brokers.base import OrderRequest
+from sigmax_cli.model import Denial, OrderRequest
 
 
 class TradingState(StrEnum):
@@ -101,16 +101,6 @@ def order_notional(request: OrderRequest) -> Decimal:
 def increases_exposure(request: OrderRequest) -> bool:
     """Spot, long-only: a buy that is not reduce-only adds exposure."""
     return request.side == "buy" and not request.reduce_only
-
-
-@dataclass(frozen=True)
-class Denial:
-    """Why the RiskGuard refused an order: rule, reason, measured value and limit."""
-
-    rule: str
-    reason: str
-    value: float | None = None
-    limit: float | None = None
 
 
 @dataclass(frozen=True)

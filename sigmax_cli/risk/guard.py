@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sigmax_cli.brokers.base import Balance, Broker, BrokerUpdate, Order, OrderRequest
+from sigmax_cli.brokers.base import Broker
 from sigmax_cli.errors import RiskBlocked
-from sigmax_cli.risk.base import Denial, RiskView, Rule, TradingState, Trip, increases_exposure
-from sigmax_cli.strategies.base import Bar
+from sigmax_cli.model import Balance, Bar, BrokerUpdate, Denial, Order, OrderRequest
+from sigmax_cli.risk.base import RiskView, Rule, TradingState, Trip, increases_exposure
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def segment_return(env: TradingEnv, policy: Any) -> float:
 
 def rules_decider(candles: Any, strategy_settings: Any) -> Decide:
     """The rule strategy as a :data:`Decide` (module docstring), positions from the environment."""
-    from sigmax_cli.strategies.base import Bar, PositionView
+    from sigmax_cli.model import Bar
+    from sigmax_cli.strategies.base import PositionView
     from sigmax_cli.strategies.rules import RuleStrategy
 
     strategy = RuleStrategy(strategy_settings)

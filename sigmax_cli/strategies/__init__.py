@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import ConfigError
+from sigmax_cli.model import Bar
 from sigmax_cli.strategies import indicators
-from sigmax_cli.strategies.base import Bar, PositionView, Signal, Strategy
+from sigmax_cli.strategies.base import PositionView, Signal, Strategy
 from sigmax_cli.strategies.user import BaseStrategy
 
 if TYPE_CHECKING:

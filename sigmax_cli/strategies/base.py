@@ -11,32 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sigmax_cli.data.candles import Candles
-
-Features = dict[str, list[float]]
-"""Feature name -> one value per bar (same length as the candles; NaN during warm-up)."""
-
-
-@dataclass(slots=True)
-class Bar:
-    """One closed bar of one symbol as the engine hands it to a strategy.
-
-    Prices in quote currency, ``volume`` in base units, ``ts_ms`` the bar's open time (UTC
-    ms); ``features`` are the symbol's feature series and ``i`` this bar's index in them.
-    """
-
-    symbol: str
-    ts_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    i: int
-    features: Features
-
-    def feature(self, name: str) -> float:
-        """This bar's value of feature ``name``."""
-        return self.features[name][self.i]
+from sigmax_cli.model import Bar, Features
 
 
 @dataclass(slots=True, frozen=True)

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import ConfigError
+from sigmax_cli.model import Bar, Features
 from sigmax_cli.settings import StrategySettings
 from sigmax_cli.strategies import indicators
-from sigmax_cli.strategies.base import Bar, Features, PositionView, Signal
+from sigmax_cli.strategies.base import PositionView, Signal
 
 FEATURES = ("ema_trend", "rsi", "macd", "macd_signal", "macd_hist")
 

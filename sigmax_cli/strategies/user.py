@@ -42,7 +42,8 @@ import numpy as np
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import ConfigError, StrategyCodeError
-from sigmax_cli.strategies.base import Bar, Features, PositionView, Signal
+from sigmax_cli.model import Bar, Features
+from sigmax_cli.strategies.base import PositionView, Signal
 
 ENTRY_POINT_GROUP = "sigmax.strategies"
 """The entry-point group installed plugins register their strategy classes in."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import Denial, OrderRule, RiskView, increases_exposure
+from sigmax_cli.model import Denial, OrderRequest
+from sigmax_cli.risk.base import OrderRule, RiskView, increases_exposure
 
 
 class ExitBlocked(OrderRule):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sigmax_cli.brokers.base import OrderRequest
-from sigmax_cli.risk.base import EXACT, Denial, OrderRule, RiskView, exact, increases_exposure, order_notional
+from sigmax_cli.model import Denial, OrderRequest
+from sigmax_cli.risk.base import EXACT, OrderRule, RiskView, exact, increases_exposure, order_notional
 
 
 class MaxPositionNotional(OrderRule):
