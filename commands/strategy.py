@@ -74,7 +74,7 @@ def check(
 
     Exit 0 causal and warm enough, 1 look-ahead found, 3 causal but warm-up shorter than needed.
     """
-    from sigmax_cli.strategies.check import check_spec
+    from sigmax_cli.strategy_spec import check_spec
 
     state = obj(ctx)
     settings = state.settings(overrides={"timeframe": timeframe})

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT, Broker
-from sigmax_cli.data.timeframes import iso_week, timeframe_to_ms, utc_day
 from sigmax_cli.errors import LedgerUnavailable, OrderRejected, RiskBlocked
 from sigmax_cli.feeds import Feed
 from sigmax_cli.invariants import check_run, holdings
@@ -50,6 +49,7 @@ from sigmax_cli.snapshot import (
     RiskRow,
 )
 from sigmax_cli.strategies.base import PositionView, Strategy
+from sigmax_cli.timeframes import iso_week, timeframe_to_ms, utc_day
 
 WATCHDOG_S = 5.0  # seconds between the exchange watchdog's looks at the live feed
 FLUSH_EVERY_S = 1.0  # seconds between ledger flushes, so monitor/health see a live bot's state

@@ -4,7 +4,7 @@ A feed yields :class:`Step` objects in time order: one per bar open time, holdin
 closed bar of every symbol that has one at that time (a symbol missing a bar, e.g. in an
 exchange maintenance gap, is simply absent from that step, never filled in).
 
-Implementations: :class:`ReplayFeed` (here, files) and ``sigmax_cli.exchange.feed.LiveFeed``
+Implementations: :class:`ReplayFeed` (here, files) and ``sigmax_cli.live_feed.LiveFeed``
 (ccxt public OHLCV). Both compute features through the strategy's causal
 ``features(candles)`` so that the strategy sees the same thing in both.
 """

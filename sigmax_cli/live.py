@@ -11,7 +11,7 @@ markets, symbols and timeframe, then the keys and the clock with one signed read
 2. the run is recorded; reconciliation at start (:mod:`sigmax_cli.brokers.reconcile`);
 3. the broker's book is seeded: positions carried over from earlier runs, and quote capital
    ``min(exchange quote balance, risk.max_capital - cost of carried positions)``;
-4. the :class:`~sigmax_cli.exchange.feed.LiveFeed` of closed bars, backfilling the bars
+4. the :class:`~sigmax_cli.live_feed.LiveFeed` of closed bars, backfilling the bars
    missed since the last one an earlier run marked (at most ``live.backfill_max_bars``; more
    missed bars are reported, never skipped in silence); orders are not sent for a bar that
    closed more than ``live.signal_max_age_seconds`` ago;
@@ -225,7 +225,7 @@ def prepare_live(settings: Settings, options: LiveOptions, warnings: list[str] |
     """
     from sigmax_cli.exchange.client import create_exchange, load_markets, require_market, require_timeframe
     from sigmax_cli.markets import from_ccxt
-    from sigmax_cli.strategies import load_strategy
+    from sigmax_cli.strategy_spec import load_strategy
 
     live = settings.live
     env = options.env
@@ -414,12 +414,12 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
     """
     from sigmax_cli.alerts.dispatcher import from_settings as alerts_from_settings
     from sigmax_cli.brokers.reconcile import Reconciler
-    from sigmax_cli.data.timeframes import timeframe_to_ms
-    from sigmax_cli.exchange.feed import LiveFeed
     from sigmax_cli.ledger import Ledger
+    from sigmax_cli.live_feed import LiveFeed
     from sigmax_cli.portfolio import Position
     from sigmax_cli.risk.guard import build_guard
     from sigmax_cli.risk.killswitch import KillSwitch, KillSwitchWatcher
+    from sigmax_cli.timeframes import timeframe_to_ms
 
     s, options, broker = plan.settings, plan.options, plan.broker
     live, env, run_id = s.live, options.env, plan.run_id

@@ -22,6 +22,7 @@ from sigmax_cli.errors import ConfigError, DataError, RiskBlocked
 from sigmax_cli.markets import MarketRules, load_markets_file, markets_file_beside
 from sigmax_cli.settings import Settings
 from sigmax_cli.strategies.base import history_bars
+from sigmax_cli.timeframes import parse_time
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -76,22 +77,6 @@ class PaperPlan:
     markets_beside_data: bool = False
 
 
-def parse_time(value: str, option: str) -> int:
-    """An ISO date or date-time (UTC unless it carries an offset) -> UTC ms.
-
-    Raises:
-        ConfigError: not an ISO date.
-    """
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ConfigError(f"{option} {value!r} is not a date",
-                          "use ISO format, e.g. 2021-05-12 or 2021-05-12T06:00") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
 def new_run_id(mode: str) -> str:
     """``paper-20261121T151200-1a2b3c``: mode, UTC start time, random suffix."""
     return f"{mode}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -112,7 +97,7 @@ def prepare_paper(settings: Settings, options: PaperOptions) -> PaperPlan:
         DataError: missing, corrupt, empty or too short data.
         ExchangeError: live data requested and the exchange cannot be reached.
     """
-    from sigmax_cli.strategies import load_strategy
+    from sigmax_cli.strategy_spec import load_strategy
 
     start_ms = parse_time(options.start, "--start") if options.start else None
     end_ms = parse_time(options.end, "--end") if options.end else None
@@ -251,10 +236,10 @@ def _live_feed(settings: Settings, options: PaperOptions, strategy, start_ms: in
     """
     import math
 
-    from sigmax_cli.data.timeframes import timeframe_to_ms
     from sigmax_cli.exchange.client import exchange_from_settings, load_markets, require_market
-    from sigmax_cli.exchange.feed import LiveFeed
+    from sigmax_cli.live_feed import LiveFeed
     from sigmax_cli.markets import from_ccxt
+    from sigmax_cli.timeframes import timeframe_to_ms
 
     exchange = exchange_from_settings(settings, sandbox=False, with_keys=False)
     ccxt_markets = load_markets(exchange)
@@ -322,7 +307,7 @@ def run_paper(plan: PaperPlan, stop: threading.Event, observer: Any = None) -> R
     broker = PaperBroker({plan.quote: paper.balance}, plan.markets, maker_fee=paper.maker_fee,
                          taker_fee=paper.taker_fee, slippage_bps=paper.slippage_bps,
                          participation=paper.participation)
-    from sigmax_cli.data.timeframes import timeframe_to_ms
+    from sigmax_cli.timeframes import timeframe_to_ms
 
     guard = build_guard(s.risk, timeframe_to_ms(plan.feed.timeframe))
     config = EngineConfig(

@@ -455,7 +455,7 @@ class Settings(BaseModel):
     @field_validator("timeframe")
     @classmethod
     def _timeframe_known(cls, value: str) -> str:
-        from sigmax_cli.data.timeframes import timeframe_to_ms
+        from sigmax_cli.timeframes import timeframe_to_ms
 
         timeframe_to_ms(value)  # raises ValueError via ConfigError subclass message
         return value

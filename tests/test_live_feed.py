@@ -16,8 +16,8 @@ from sigmax_cli.data.candles import load_candles
 from sigmax_cli.errors import ConfigError, TemporaryError
 from sigmax_cli.exchange.client import create_exchange
 from sigmax_cli.exchange.errors import RetryPolicy
-from sigmax_cli.exchange.feed import FeedStale, LiveFeed
 from sigmax_cli.feeds import Feed
+from sigmax_cli.live_feed import FeedStale, LiveFeed
 from tests.support.binance_emulator import Fault, ManualClock
 
 KLINES = "/api/v3/klines"

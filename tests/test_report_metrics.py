@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from sigmax_cli.data.timeframes import MS_PER_YEAR, bars_per_year
 from sigmax_cli.errors import DataError
 from sigmax_cli.report import metrics as m
+from sigmax_cli.timeframes import MS_PER_YEAR, bars_per_year
 
 DAY = 86_400_000
 HOUR = 3_600_000

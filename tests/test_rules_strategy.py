@@ -12,9 +12,9 @@ from sigmax_cli.data.candles import load_candles
 from sigmax_cli.errors import ConfigError
 from sigmax_cli.model import Bar
 from sigmax_cli.settings import StrategySettings, load_settings
-from sigmax_cli.strategies import load_strategy
 from sigmax_cli.strategies.base import PositionView, Strategy
 from sigmax_cli.strategies.rules import FEATURES, RuleStrategy
+from sigmax_cli.strategy_spec import load_strategy
 
 NAN = math.nan
 FLAT = PositionView(qty=0.0, avg_price=0.0, opened_ms=None)

@@ -455,9 +455,10 @@ def test_a_replay_from_start_loads_the_history_the_features_need(tmp_path):
     import threading
 
     from sigmax_cli.data.candles import load_candles
-    from sigmax_cli.paper import PaperOptions, parse_time, prepare_paper
+    from sigmax_cli.paper import PaperOptions, prepare_paper
     from sigmax_cli.settings import load_settings
-    from sigmax_cli.strategies import load_strategy
+    from sigmax_cli.strategy_spec import load_strategy
+    from sigmax_cli.timeframes import parse_time
 
     btc = FREQTRADE_1H / "BTC_USDT-1h.json"
     plan = prepare_paper(load_settings(home=tmp_path / "home"), PaperOptions(data=btc, start="2021-04-01"))

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError, DataError
+from sigmax_cli.timeframes import timeframe_to_ms
 
 SUFFIXES = (".json", ".json.gz", ".feather", ".csv")
 _NAME_RE = re.compile(r"^(?P<pair>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+?)-(?P<tf>\d+[smhdwM])(?P<rest>-[a-z_-]+)?$")

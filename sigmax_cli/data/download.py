@@ -42,7 +42,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from sigmax_cli.data.candles import Candles, Gap, _iso, load_candles, symbol_to_filename, validate
-from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError, DataError, TemporaryError
 from sigmax_cli.exchange.client import (
     load_markets,
@@ -54,6 +53,7 @@ from sigmax_cli.exchange.errors import RetryPolicy, invoke
 from sigmax_cli.files import write_atomic
 from sigmax_cli.logs import get_logger
 from sigmax_cli.markets import MARKETS_FILENAME, PRECISION_MODE_KEY
+from sigmax_cli.timeframes import timeframe_to_ms
 
 PAGE_LIMIT = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -50,7 +50,7 @@ class DataCheck(Check):
             return [self.skip("candle_age", "the ledger has no heartbeats yet")]
         if not bots:
             return [self.skip("candle_age", "no running bot is on live data")]
-        from sigmax_cli.data.timeframes import timeframe_to_ms
+        from sigmax_cli.timeframes import timeframe_to_ms
 
         now = ctx.clock()
         out: list[Outcome] = []

@@ -209,8 +209,8 @@ class LostRun:
 
 
 def _timeframe_ms(timeframe: str | None) -> int | None:
-    """:func:`~sigmax_cli.data.timeframes.timeframe_to_ms`, ``None`` for a missing or unknown timeframe."""
-    from sigmax_cli.data.timeframes import timeframe_to_ms
+    """:func:`~sigmax_cli.timeframes.timeframe_to_ms`, ``None`` for a missing or unknown timeframe."""
+    from sigmax_cli.timeframes import timeframe_to_ms
 
     try:
         return timeframe_to_ms(timeframe) if timeframe else None

@@ -434,8 +434,8 @@ class Ledger:
         Raises:
             ConfigError: a run with ``run_id`` already exists.
         """
-        from sigmax_cli.data.timeframes import timeframe_to_ms
         from sigmax_cli.ledger import liveness
+        from sigmax_cli.timeframes import timeframe_to_ms
 
         self.mark_lost_runs()
         if heartbeat_interval_ms is None:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sigmax_cli.data.timeframes import bars_per_year, timeframe_to_ms
 from sigmax_cli.errors import ConfigError, DataError
 from sigmax_cli.report import metrics as m
+from sigmax_cli.timeframes import bars_per_year, timeframe_to_ms
 
 if TYPE_CHECKING:
     from sigmax_cli.ledger import Ledger, RunInfo

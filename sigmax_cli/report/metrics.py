@@ -33,7 +33,7 @@ Sources:
 * Annualisation: per-bar ratios are multiplied by ``sqrt(bars_per_year)`` (the
   square-root-of-time rule, exact for IID returns; A. W. Lo, "The Statistics of Sharpe
   Ratios", Financial Analysts Journal 58(4), 2002). ``bars_per_year`` comes from
-  :func:`sigmax_cli.data.timeframes.bars_per_year` (365-day year; crypto trades daily).
+  :func:`sigmax_cli.timeframes.bars_per_year` (365-day year; crypto trades daily).
 * CAGR: ``(end / start) ** (1 / years) - 1`` with ``years = period_ms / (365 days)``.
 * Calmar ratio: T. W. Young, "Calmar Ratio: A Smoother Tool", Futures, October 1991:
   CAGR over the absolute maximum drawdown. Young used the last 36 months; here it spans
@@ -56,9 +56,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sigmax_cli.data.timeframes import MS_PER_YEAR
 from sigmax_cli.errors import DataError
 from sigmax_cli.model import split_fee
+from sigmax_cli.timeframes import MS_PER_YEAR
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from sigmax_cli.data.timeframes import bars_per_year
 from sigmax_cli.report.metrics import bar_returns, max_drawdown, round_trips, sharpe_ratio, total_return_pct
 from sigmax_cli.rl.env import FLAT, HOLD, LONG, CostModel, TradingEnv
+from sigmax_cli.timeframes import bars_per_year
 
 Decide = Callable[[TradingEnv, np.ndarray], int]
 """``(env, observation) -> action``, called once per bar before the step."""

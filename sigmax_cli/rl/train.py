@@ -281,7 +281,7 @@ def check_options(options: TrainOptions) -> TrainOptions:
     symbol = o.symbol.strip().upper()
     if "/" not in symbol:
         raise ConfigError(f"symbol {o.symbol!r} must look like BASE/QUOTE", "pass e.g. --symbol BTC/USDT")
-    from sigmax_cli.data.timeframes import timeframe_to_ms
+    from sigmax_cli.timeframes import timeframe_to_ms
 
     timeframe_to_ms(o.timeframe)
     return replace(o, algo=algo, symbol=symbol, learning_rate=hyper["learning_rate"], n_steps=hyper.get("n_steps"),
@@ -295,7 +295,7 @@ def load_training_candles(options: TrainOptions) -> Candles:
         DataError: missing, corrupt or empty data; a file of another symbol or timeframe.
         ConfigError: bad dates.
     """
-    from sigmax_cli.paper import parse_time
+    from sigmax_cli.timeframes import parse_time
 
     path = Path(options.data).expanduser()
     start_ms = parse_time(options.start, "--start") if options.start else None

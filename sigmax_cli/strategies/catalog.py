@@ -23,7 +23,7 @@ def catalog() -> list[dict[str, Any]]:
         {"spec": "rules", "kind": "built-in", "source": "sigmax_cli.strategies.rules (profile's [strategy])",
          "params": rules, "error": None},
         {"spec": "rl:MODEL.zip", "kind": "built-in",
-         "source": "sigmax_cli.strategies.rl (a model from `sigmax train-rl`; rl extra)", "params": None,
+         "source": "sigmax_cli.rl.strategy (a model from `sigmax train-rl`; rl extra)", "params": None,
          "error": None},
     ]
     for name, ep in plugins():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sigmax_cli.data.timeframes import next_utc_day_ms
 from sigmax_cli.risk.base import RiskView, TradingState, Trip, TripRule, pct_below
+from sigmax_cli.timeframes import next_utc_day_ms
 
 
 class DailyLossLimit(TripRule):

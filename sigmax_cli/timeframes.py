@@ -1,8 +1,11 @@
-"""Candle timeframes as ccxt spells them (``1m``, ``5m``, ``1h``, ``4h``, ``1d``, ``1w``)."""
+"""Candle timeframes as ccxt spells them (``1m``, ``5m``, ``1h``, ``4h``, ``1d``, ``1w``), the UTC
+calendar (day, ISO week) and ISO times as UTC ms: neutral helpers that import nothing of sigmax
+but its errors."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from sigmax_cli.errors import ConfigError
 
@@ -55,3 +58,19 @@ def next_utc_day_ms(ts_ms: int) -> int:
 def next_iso_week_ms(ts_ms: int) -> int:
     """The next Monday 00:00 UTC after ``ts_ms`` (UTC ms)."""
     return (iso_week(ts_ms) + 1) * WEEK_MS + _MONDAY_OFFSET_MS
+
+
+def parse_time(value: str, option: str) -> int:
+    """An ISO date or date-time (UTC unless it carries an offset) -> UTC ms.
+
+    Raises:
+        ConfigError: not an ISO date.
+    """
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date",
+                          "use ISO format, e.g. 2021-05-12 or 2021-05-12T06:00") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

@@ -49,7 +49,6 @@ import numpy as np
 
 from sigmax_cli.data.candles import _iso, validate
 from sigmax_cli.data.download import fetch_closed_bars
-from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError, TemporaryError
 from sigmax_cli.exchange.client import (
     load_markets,
@@ -61,6 +60,7 @@ from sigmax_cli.exchange.errors import RetryPolicy, api_url
 from sigmax_cli.feeds import FeatureFn, Step
 from sigmax_cli.logs import get_logger
 from sigmax_cli.model import Bar
+from sigmax_cli.timeframes import timeframe_to_ms
 
 log = get_logger(__name__)
 OFFLINE_FIX = "check the network or use --data for an offline replay"

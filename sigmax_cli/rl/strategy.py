@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from sigmax_cli.data.candles import Candles
-from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError
 from sigmax_cli.model import Bar, Features
 from sigmax_cli.rl.env import FLAT, LONG, account_state, observation_size, window_matrix
 from sigmax_cli.rl.features import load_fear_greed, raw_features
 from sigmax_cli.rl.model import check_compatible, load_model
 from sigmax_cli.strategies.base import PositionView, Signal
+from sigmax_cli.timeframes import timeframe_to_ms
 
 CACHE_ENTRIES = 64
 """Feature series whose observation windows are kept (one per symbol in a replay)."""
