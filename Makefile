@@ -45,6 +45,7 @@ test: install-rl
 
 lint: install-dev
 	$(PYTHON) -m ruff check sigmax_cli commands tests benchmarks
+	$(PYTHON) -m mypy
 
 # Each script prints its figures as ratios against a baseline measured in the same run.
 # backup_restore.py (1M fills in PostgreSQL) and rl_throughput.py (rl extra) take longer: run them by hand.

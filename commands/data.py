@@ -2,7 +2,7 @@
 
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,14 +29,15 @@ def check(
     from sigmax_cli.data.sample import resolve_data
 
     state = obj(ctx)
-    path, note = resolve_data(path)
+    data_path, note = resolve_data(path)
+    assert data_path is not None  # only a missing value resolves to None, and PATH is required
     if note and state.verbosity >= 0:
         state.err_console.print(f"note: {note}", markup=False, soft_wrap=True)
     wanted = split_symbols(symbols)
-    files = discover(path, wanted, timeframe)
-    reports = []
+    files = discover(data_path, wanted, timeframe)
+    reports: list[dict[str, Any]] = []
     for file in files:
-        c = load_candles(file, timeframe=timeframe if path.is_file() else None)
+        c = load_candles(file, timeframe=timeframe if data_path.is_file() else None)
         reports.append({
             "file": str(file), "symbol": c.symbol, "timeframe": c.timeframe, "bars": len(c),
             "first": _iso(int(c.ts[0])) if len(c) else None, "last": _iso(int(c.ts[-1])) if len(c) else None,

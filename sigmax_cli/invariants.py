@@ -79,7 +79,7 @@ def check_run(*, fills: Iterable[Mapping[str, Any]], rules: Mapping[str, MarketR
                             f"{r.amount_step_at(actual) / 2:f})")
     expected_q = start.get(quote, Decimal(0)) + flows.get(quote, Decimal(0))
     actual_q = end.get(quote, Decimal(0))
-    if float(abs(expected_q - actual_q)) > MONEY_REL_TOL * (float(abs(start.get(quote, 0))) + moved):
+    if float(abs(expected_q - actual_q)) > MONEY_REL_TOL * (float(abs(start.get(quote, Decimal(0)))) + moved):
         problems.append(f"{quote}: start {start.get(quote, 0):f} + fills {flows.get(quote, 0):f} = {expected_q:f}, "
                         f"but the broker holds {actual_q:f}")
     if last_equity is not None:

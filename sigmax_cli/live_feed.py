@@ -342,9 +342,9 @@ class LiveFeed:
         """Add closed bars (oldest first) to ``sym``'s window; when ``emit``, queue a Bar each."""
         if len(rows) == 0:
             return
-        rows = validate(rows, sym, self.timeframe, self.tf_ms)
+        checked = validate(rows, sym, self.timeframe, self.tf_ms)
         buf = self._rows[sym]
-        for t, o, h, low, c, v in rows.rows():
+        for t, o, h, low, c, v in checked.rows():
             if t <= self._last[sym]:
                 continue
             buf.append([t, o, h, low, c, v])

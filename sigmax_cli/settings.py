@@ -275,7 +275,7 @@ class HealthSettings(_Section):
             for name, info in cls.model_fields.items():
                 given = data.get(name)
                 if isinstance(given, dict) and info.default_factory is not None:
-                    default = info.default_factory()
+                    default = info.get_default(call_default_factory=True)
                     data[name] = {"warning": default.warning, "critical": default.critical, **given}
         return data
 

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from sigmax_cli.data.candles import discover, load_discovered
 from sigmax_cli.errors import ConfigError, DataError
 from sigmax_cli.rl import require_extra
+from sigmax_cli.settings import Settings
 from sigmax_cli.strategies.base import Strategy
 from sigmax_cli.strategies.check import DEFAULT_TOLERANCE, CheckReport, _cut, check_strategy
 from sigmax_cli.strategies.rules import RuleStrategy
 from sigmax_cli.strategies.user import load_user_strategy
 
 if TYPE_CHECKING:
-    from sigmax_cli.settings import Settings, StrategySettings
+    from sigmax_cli.settings import StrategySettings
 
 
 def load_strategy(spec: str, settings: Settings | StrategySettings | None = None) -> Strategy:
@@ -47,8 +48,8 @@ def load_strategy(spec: str, settings: Settings | StrategySettings | None = None
             :class:`~sigmax_cli.rl.strategy.RLStrategy`).
     """
     text = spec.strip()
+    section = settings.strategy if isinstance(settings, Settings) else settings
     if text.lower() == "rules":
-        section = getattr(settings, "strategy", settings)
         return RuleStrategy(section)
     if text.lower().startswith("rl:"):
         raw = text[3:].strip()
@@ -67,7 +68,6 @@ def load_strategy(spec: str, settings: Settings | StrategySettings | None = None
         return RLStrategy(model, settings if hasattr(settings, "rl") else None)
     if not text:
         raise ConfigError("--strategy is empty", "use rules, rl:MODEL.zip or PATH.py:ClassName")
-    section = getattr(settings, "strategy", settings)
     return load_user_strategy(text, getattr(section, "tables", None))
 
 

@@ -100,7 +100,7 @@ def params_dict(params: Any) -> dict[str, Any]:
     """A parameter object (dataclass or pydantic model) as a plain dict; ``{}`` for ``None``."""
     if params is None:
         return {}
-    if dataclasses.is_dataclass(params):
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
         return dataclasses.asdict(params)
     if hasattr(params, "model_dump"):
         return params.model_dump()

@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigmax_cli.errors import ConfigError
 from sigmax_cli.files import write_atomic
@@ -22,6 +22,11 @@ from sigmax_cli.risk.killswitch.state import (
     who,
 )
 from sigmax_cli.risk.killswitch.state import short_error as _short
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from sigmax_cli.settings import Settings
 
 FILE_NAME = "KILLSWITCH"
 DEFAULT_PREFIX = "sigmax:"
@@ -44,10 +49,10 @@ class KillSwitch:
         self.redis_url = redis_url
         self.key = f"{prefix}killswitch"
         self.channel = f"{prefix}killswitch"
-        self._clients: dict[float, Any] = {}
+        self._clients: dict[float, Redis] = {}
 
     @classmethod
-    def from_settings(cls, settings) -> KillSwitch:
+    def from_settings(cls, settings: Settings) -> KillSwitch:
         """The kill switch of ``settings`` (home, redis_url, redis_prefix when present)."""
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
         return cls(settings.home, redis_url, getattr(settings, "redis_prefix", DEFAULT_PREFIX))
@@ -104,7 +109,7 @@ class KillSwitch:
         """
         current = self.read_file()
         was_engaged = current.state is SwitchState.ENGAGED
-        record = current.record if was_engaged else engage_record(reason, by)
+        record = current.record if was_engaged and current.record is not None else engage_record(reason, by)
         degraded: list[str] = []
         written: list[str] = []
         file_error = self._write_file(record)
@@ -175,9 +180,15 @@ class KillSwitch:
             return exc.strerror or str(exc)
         return None
 
-    def client(self, timeout_s: float = READ_TIMEOUT_S):
+    def client(self, timeout_s: float = READ_TIMEOUT_S) -> Redis:
         """A Redis client with ``timeout_s`` connect and socket timeouts and no retries
-        (a retry would multiply the wait on a hung server)."""
+        (a retry would multiply the wait on a hung server).
+
+        Raises:
+            ConfigError: no Redis is configured (``redis_url`` is ``None``).
+        """
+        if not self.redis_url:
+            raise ConfigError("the kill switch has no Redis configured", "set SIGMAX_REDIS_URL")
         client = self._clients.get(timeout_s)
         if client is None:
             import redis

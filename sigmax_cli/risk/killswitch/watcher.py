@@ -9,11 +9,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigmax_cli.risk.killswitch.state import Reading, SwitchState, combine, parse_record
 from sigmax_cli.risk.killswitch.state import short_error as _short
 from sigmax_cli.risk.killswitch.store import KillSwitch
+
+if TYPE_CHECKING:
+    from redis.client import PubSub
 
 WATCH_TIMEOUT_S = 0.5    # connect and socket timeout of the watcher's polls
 WATCH_POLL_S = 0.5       # seconds between the watcher's polls while Redis answers
@@ -78,7 +81,7 @@ class KillSwitchWatcher:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self._file_sig: tuple | None = None
         self._file = Reading("file", SwitchState.RELEASED)
         self._redis: Reading | None = None
@@ -199,7 +202,8 @@ class KillSwitchWatcher:
                         self._on_message(message.get("data"))
             except Exception:  # noqa: BLE001 - lost connection or timeout: back off, then resubscribe
                 with contextlib.suppress(Exception):
-                    self._pubsub.close()
+                    if self._pubsub is not None:
+                        self._pubsub.close()
                 self._stop.wait(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
