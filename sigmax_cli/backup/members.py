@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from sigmax_cli.backup.archive import ArchiveWriter, fsync_dir
 from sigmax_cli.errors import ChecksumMismatch, ConfigError, IncompatibleArchive, LedgerError
+from sigmax_cli.ledger.tables import stored_schema_version, table_counts
 
 KINDS = ("ledger", "redis", "models", "config")
 
@@ -283,22 +284,6 @@ def _guard_profile(settings: Any, path: Path, raw: bytes) -> None:
 # -- SQLite ledger ------------------------------------------------------------------------
 
 
-def sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    """Rows per table (``sqlite_*`` internal tables excluded)."""
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    quoted = {n: '"' + n.replace('"', '""') + '"' for n in names}  # identifiers from sqlite_master, quoted
-    return {n: int(conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]) for n, q in quoted.items()}  # noqa: S608
-
-
-def sqlite_schema(conn: sqlite3.Connection) -> int | None:
-    """The ledger schema version stored in ``schema_version`` (None when there is no such table)."""
-    try:
-        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    except sqlite3.DatabaseError:
-        return None
-    return int(row[0]) if row and row[0] is not None else None
-
 
 class SqliteLedger(Member):
     """The SQLite ledger: copied with the online backup API, swapped back with ``os.replace``."""
@@ -324,8 +309,8 @@ class SqliteLedger(Member):
         try:
             with closing(sqlite3.connect(src, timeout=30)) as source, closing(sqlite3.connect(copy)) as dest:
                 source.backup(dest)  # one step (pages=-1): a consistent snapshot, WAL included
-                counts = sqlite_counts(dest)
-                schema = sqlite_schema(dest)
+                counts = table_counts(dest)
+                schema = stored_schema_version(dest)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot back up the SQLite ledger {src} ({exc})",
                               "check the file; `sqlite3 ledger.db 'PRAGMA integrity_check'` tells more") from None
@@ -342,8 +327,8 @@ class SqliteLedger(Member):
         try:
             with closing(sqlite3.connect(path)) as conn:
                 result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-                counts = sqlite_counts(conn)
-                schema = sqlite_schema(conn)
+                counts = table_counts(conn)
+                schema = stored_schema_version(conn)
         except sqlite3.DatabaseError as exc:
             raise ChecksumMismatch(f"the archived SQLite ledger cannot be read ({exc})",
                                    "use another backup") from None
@@ -371,7 +356,7 @@ class SqliteLedger(Member):
             with Ledger(f"sqlite:///{scratch}", create=False):
                 pass
             with closing(sqlite3.connect(scratch)) as conn:
-                after = sqlite_counts(conn)
+                after = table_counts(conn)
         finally:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{scratch}{suffix}").unlink(missing_ok=True)
@@ -388,7 +373,7 @@ class SqliteLedger(Member):
         if target.exists():
             try:
                 with closing(sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
-                    current = sqlite_counts(conn)
+                    current = table_counts(conn)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot read the current ledger {target} ({exc})",
                                   "check the file, or move it aside and restore again") from None

@@ -54,12 +54,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-
-from sigmax_cli.brokers.base import ACTIVE_STATUSES, Fill, Order
+from sigmax_cli.brokers.base import Fill, Order
 from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
 from sigmax_cli.errors import AuthenticationError, SigmaxError
-from sigmax_cli.ledger import schema
 from sigmax_cli.logs import get_logger
 from sigmax_cli.portfolio import Portfolio, Position
 
@@ -242,16 +239,11 @@ class Reconciler:
     def carried_positions(self) -> dict[str, Position]:
         """Positions of the run's symbols left by earlier runs (mode and exchange): a replay
         of every fill the ledger holds for them, oldest first."""
-        f, r = schema.fills, schema.runs
-        query = (select(f).join(r, f.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.symbol.in_(self.symbols))
-                 .order_by(f.c.ts_ms, f.c.id))
         portfolio = Portfolio({s: self.broker.markets[s] for s in self.symbols if s in self.broker.markets})
-        with self.ledger.engine.connect() as conn:
-            for row in conn.execute(query).mappings():
-                portfolio.apply(Fill(row["client_order_id"], row["symbol"], row["side"], row["price"], row["amount"],
-                                     row["fee"], row["fee_currency"], row["liquidity"], row["ts_ms"],
-                                     trade_id=row["trade_id"]))
+        for row in self.ledger.venue_fills(self.mode, self.exchange_id, self.symbols):
+            portfolio.apply(Fill(row["client_order_id"], row["symbol"], row["side"], row["price"], row["amount"],
+                                 row["fee"], row["fee_currency"], row["liquidity"], row["ts_ms"],
+                                 trade_id=row["trade_id"]))
         return {s: p for s, p in portfolio.positions.items() if p.qty > 0 and not portfolio.is_flat(s)}
 
     def cap_to_balances(self, positions: dict[str, Position]) -> list[str]:
@@ -401,13 +393,7 @@ class Reconciler:
 
     def last_bar_ms(self, timeframe: str) -> int | None:
         """Open time of the newest bar an earlier run of this mode/exchange/timeframe marked."""
-        e, r = schema.equity, schema.runs
-        query = (select(func.max(e.c.ts_ms)).join(r, e.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, r.c.timeframe == timeframe,
-                        r.c.run_id != self.run_id))
-        with self.ledger.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return int(value) if value is not None else None
+        return self.ledger.venue_last_bar_ms(self.mode, self.exchange_id, timeframe, not_run=self.run_id)
 
     # ------------------------------------------------------------------ periodic
     def periodic(self) -> ReconcileReport:
@@ -507,65 +493,29 @@ class Reconciler:
     # ------------------------------------------------------------------ ledger
     def _close_dead_runs(self) -> list[str]:
         """Unacknowledged lost runs of this mode and exchange (see :mod:`sigmax_cli.ledger.liveness`)."""
-        r = schema.runs
         lost = [run.run_id for run in self.ledger.mark_lost_runs()]
-        if not lost:
-            return []
-        query = select(r.c.run_id).where(r.c.run_id.in_(lost), r.c.mode == self.mode,
-                                         r.c.exchange == self.exchange_id, r.c.run_id != self.run_id)
-        with self.ledger.engine.connect() as conn:
-            mine = {row.run_id for row in conn.execute(query)}
+        mine = self.ledger.venue_runs(self.mode, self.exchange_id, lost, not_run=self.run_id)
         return [run_id for run_id in lost if run_id in mine]
 
     def _ledger_active(self) -> list[dict[str, Any]]:
-        o, r = schema.orders, schema.runs
-        query = (select(o).join(r, o.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
-                        o.c.status.in_(sorted(ACTIVE_STATUSES)), o.c.run_id != self.run_id)
-                 .order_by(o.c.created_ms))
-        with self.ledger.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+        return self.ledger.venue_active_orders(self.mode, self.exchange_id, not_run=self.run_id)
 
     def _ledger_order_runs(self) -> dict[str, str]:
-        o, r = schema.orders, schema.runs
-        query = (select(o.c.client_order_id, o.c.run_id).join(r, o.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id))
-        with self.ledger.engine.connect() as conn:
-            return {row.client_order_id: row.run_id for row in conn.execute(query)}
+        return self.ledger.venue_order_runs(self.mode, self.exchange_id)
 
     def _ledger_orders(self, symbol: str) -> dict[str, dict[str, Any]]:
         """Every ledger order of ``symbol`` for this mode and exchange, by client order id."""
-        o, r = schema.orders, schema.runs
-        query = (select(o.c.client_order_id, o.c.exchange_order_id, o.c.status, o.c.filled, o.c.created_ms)
-                 .join(r, o.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, o.c.symbol == symbol))
-        with self.ledger.engine.connect() as conn:
-            return {row["client_order_id"]: dict(row) for row in conn.execute(query).mappings()}
+        return self.ledger.venue_orders(self.mode, self.exchange_id, symbol)
 
     def _ledger_fills(self, symbol: str, since_ms: int) -> dict[str, dict[str, Any]]:
         """Ledger fills of ``symbol`` (this mode and exchange) with a trade id, since ``since_ms``."""
-        f, r = schema.fills, schema.runs
-        query = (select(f.c.trade_id, f.c.client_order_id, f.c.side, f.c.price, f.c.amount)
-                 .join(r, f.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.symbol == symbol,
-                        f.c.trade_id.is_not(None), f.c.ts_ms >= since_ms))
-        with self.ledger.engine.connect() as conn:
-            return {row["trade_id"]: dict(row) for row in conn.execute(query).mappings()}
+        return self.ledger.venue_trades(self.mode, self.exchange_id, symbol, since_ms)
 
     def _ledger_trade_ids(self) -> set[str]:
-        f, r = schema.fills, schema.runs
-        query = (select(f.c.trade_id).join(r, f.c.run_id == r.c.run_id)
-                 .where(r.c.mode == self.mode, r.c.exchange == self.exchange_id, f.c.trade_id.is_not(None)))
-        with self.ledger.engine.connect() as conn:
-            return {row.trade_id for row in conn.execute(query)}
+        return self.ledger.venue_trade_ids(self.mode, self.exchange_id)
 
     def _previous_start(self) -> int | None:
-        r = schema.runs
-        query = select(func.max(r.c.started_ms)).where(r.c.mode == self.mode, r.c.exchange == self.exchange_id,
-                                                       r.c.run_id != self.run_id)
-        with self.ledger.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return int(value) if value is not None else None
+        return self.ledger.venue_previous_start_ms(self.mode, self.exchange_id, not_run=self.run_id)
 
     def _guard(self, report: ReconcileReport, what: str, fn: Callable[[], None]) -> None:
         try:

@@ -266,16 +266,9 @@ def _ledger_record(settings, report: IncidentReport, kind: str, message: str, le
             ledger.record_event(None, now_ms(), level, kind, message,
                                 {"reason": report.reason, "by": report.by, "incident": report.incident_id})
             ledger.flush()
-            with ledger.engine.connect() as conn:
-                from sqlalchemy import select
-
-                from sigmax_cli.ledger import schema
-
-                rows = conn.execute(select(schema.heartbeats).where(schema.heartbeats.c.status == "running"))
-                report.running_bots = [{"bot_id": r.bot_id, "run_id": r.run_id, "host": r.host, "pid": r.pid,
-                                        "last_seen_ms": r.ts_ms} for r in rows]
-                symbols = [s for (s,) in conn.execute(select(schema.orders.c.symbol).distinct().where(
-                    schema.orders.c.status.in_(("new", "open", "partially_filled"))))]
+            report.running_bots = [{"bot_id": r["bot_id"], "run_id": r["run_id"], "host": r["host"], "pid": r["pid"],
+                                    "last_seen_ms": r["ts_ms"]} for r in ledger.running_heartbeats()]
+            symbols = ledger.open_order_symbols()
         report.step("ledger: event recorded")
     except SigmaxError as exc:
         report.degraded.append(f"ledger: {exc.sentence()}")
