@@ -51,46 +51,29 @@ meanwhile (the next check does it). Quantities are compared within half a market
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sigmax_cli.brokers.base import Fill, Order
 from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
+from sigmax_cli.brokers.reconcile.balances import BalanceCheck
+from sigmax_cli.brokers.reconcile.compare import TwoWayComparison
+from sigmax_cli.brokers.reconcile.report import (  # noqa: F401 - re-exported
+    BALANCE_UNIT,
+    RECOVER_WINDOW_MS,
+    TRADE_LOOKBACK_MS,
+    TRADE_PAGE,
+    TRADE_PAGES,
+    Emit,
+    ReconcileReport,
+)
 from sigmax_cli.errors import AuthenticationError, SigmaxError
 from sigmax_cli.logs import get_logger
 from sigmax_cli.portfolio import Portfolio, Position
 
 log = get_logger(__name__)
-Emit = Callable[[str, str, str, dict[str, Any]], None]
-"""``emit(level, kind, message, data)``: record an event (ledger, dashboard)."""
-TRADE_LOOKBACK_MS = 60_000  # periodic trade checks overlap the previous one by this much
-RECOVER_WINDOW_MS = 86_400_000  # orders of the last 24 h are listed at start (Binance's allOrders window)
-TRADE_PAGE = 1000  # trades asked per fetch_my_trades page (Binance's maximum)
-TRADE_PAGES = 20   # pages read at most per symbol and comparison
-BALANCE_UNIT = 1e-8
-"""Smallest balance increment of an asset no market of the run trades (a commission asset
-such as BNB): Binance reports balances to 8 decimals; half of it is the tolerance."""
 
 
-@dataclass
-class ReconcileReport:
-    """What one reconciliation found and did. Client order ids; times UTC ms."""
-
-    ts_ms: int
-    kind: str                                   # start | periodic
-    adopted: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-    resolved: dict[str, str] = field(default_factory=dict)   # earlier-run order -> status found
-    recovered_fills: int = 0
-    discrepancies: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Reconciler:
+class Reconciler(TwoWayComparison, BalanceCheck):
     """Compares the exchange with the ledger and the broker (see the module docstring).
 
     Args:
@@ -246,151 +229,6 @@ class Reconciler:
                                  trade_id=row["trade_id"]))
         return {s: p for s, p in portfolio.positions.items() if p.qty > 0 and not portfolio.is_flat(s)}
 
-    def cap_to_balances(self, positions: dict[str, Position]) -> list[str]:
-        """Compare carried positions with what the exchange account holds, both ways (within
-        half a step): a position larger than the balance is cut to it; a balance larger than
-        the positions of the run's symbols on that base is reported, not adopted. Returns one
-        sentence per difference."""
-        notes = []
-        balances = self.broker.exchange_balances()
-        if not balances:
-            return notes
-        by_base: dict[str, list[str]] = {}
-        for symbol in self.symbols:
-            if symbol in self.broker.markets:
-                by_base.setdefault(self.broker.markets[symbol].base, []).append(symbol)
-        for base, symbols in by_base.items():
-            rules = self.broker.markets[symbols[0]]
-            held = balances.get(base, (0.0, 0.0))[1]
-            for symbol in symbols:
-                pos = positions.get(symbol)
-                if pos is not None and not rules.covers(held, pos.qty):
-                    notes.append(f"the ledger's {symbol} position {pos.qty:.8g} {base} exceeds the exchange balance "
-                                 f"{held:.8g}: trading on {held:.8g}")
-                    pos.set_qty(held)
-            owned = sum(positions[s].qty for s in symbols if s in positions)
-            if not rules.covers(owned, held):
-                notes.append(f"the exchange account holds {held:.8g} {base} but the ledger's positions only "
-                             f"{owned:.8g}: {held - owned:.8g} {base} are not the ledger's (held outside sigmax, or "
-                             "fills the ledger lacks); the run trades only the ledger's")
-        return notes
-
-    # ------------------------------------------------------------------ two-way comparison
-    def compare(self, symbol: str, since_ms: int, report: ReconcileReport) -> None:
-        """Compare the ledger (and the broker) with the exchange for ``symbol`` since
-        ``since_ms`` (UTC ms), both directions; every difference is reported in
-        ``report.discrepancies`` and as a critical ``reconcile.discrepancy`` event (once).
-
-        Orders (when the exchange lists them): a sigmax order on the exchange under a client
-        order id the ledger holds with another exchange order id (a duplicate), one the
-        ledger holds as never placed, an executed quantity that differs from the ledger's
-        by half a step or more, and a ledger order with an exchange id that the exchange
-        does not list. Trades: an exchange trade of a sigmax order that neither the ledger
-        nor the broker has, and a ledger fill (with a trade id) the exchange does not have.
-
-        Raises:
-            ExchangeError: the exchange could not be asked (the caller reports it).
-        """
-        broker, rules = self.broker, self.broker.rules(symbol)
-        ledger_orders = self._ledger_orders(symbol)
-        by_eid = {row["exchange_order_id"]: row for row in ledger_orders.values() if row["exchange_order_id"]}
-        listed: dict[str, dict[str, Any]] | None = None
-        if (getattr(broker.exchange, "has", None) or {}).get("fetchOrders"):
-            listed = {str(raw["id"]): raw for raw in broker.fetch_orders(symbol, since_ms)}
-            for eid, raw in listed.items():
-                cid = raw.get("clientOrderId") or ""
-                self._order_cids[eid] = cid
-                if eid in by_eid:
-                    row = by_eid[eid]
-                    tracked = broker.get_order(row["client_order_id"])
-                    if tracked is not None and tracked.is_active:
-                        continue  # the broker polls it: the ledger follows at the next bar
-                    # the run's own state when it tracks the order, else the ledger's
-                    filled = tracked.filled if tracked is not None else (row["filled"] or 0.0)
-                    if not rules.same_amount(float(raw.get("filled") or 0.0), filled):
-                        self._discrepancy(report, f"order:{eid}:filled", f"{symbol} order {cid} (exchange id {eid}) "
-                                          f"executed {raw.get('filled')} on the exchange but {filled} in the "
-                                          "ledger", {"client_order_id": cid, "exchange_order_id": eid})
-                    continue
-                mine = broker.get_order(cid)
-                if mine is not None and mine.exchange_order_id in (None, eid):
-                    continue  # this run's order the ledger is being told about
-                row = ledger_orders.get(cid)
-                if row is None and mine is None:
-                    continue  # not a sigmax order (foreign orders are the open-order check's business)
-                known = (mine.exchange_order_id if mine is not None else None) or (row or {}).get("exchange_order_id")
-                if known and known != eid:
-                    self._discrepancy(report, f"order:{eid}:duplicate", f"the exchange holds a second {symbol} order "
-                                      f"with client order id {cid} (exchange id {eid}, {raw.get('status')}, executed "
-                                      f"{raw.get('filled')}) beside the ledger's {known}: a duplicate the ledger lacks",
-                                      {"client_order_id": cid, "exchange_order_id": eid, "ledger_order_id": known})
-                elif row is not None and row["status"] == "rejected":
-                    self._discrepancy(report, f"order:{eid}:rejected", f"{symbol} order {cid} is {raw.get('status')} "
-                                      f"on the exchange (id {eid}, executed {raw.get('filled')}) but the ledger holds "
-                                      "it as never placed", {"client_order_id": cid, "exchange_order_id": eid})
-            for eid, row in by_eid.items():
-                if eid not in listed and row["created_ms"] >= since_ms + TRADE_LOOKBACK_MS:
-                    self._discrepancy(report, f"order:{eid}:missing", f"the ledger's {symbol} order "
-                                      f"{row['client_order_id']} (exchange id {eid}, {row['status']}) is not among the "
-                                      "exchange's orders", {"client_order_id": row["client_order_id"],
-                                                            "exchange_order_id": eid})
-        trades = self._exchange_trades(symbol, since_ms)
-        ledger_fills = self._ledger_fills(symbol, since_ms)
-        seen = broker.seen_trades
-        for trade in trades:
-            tid, eid = str(trade.get("id")), str(trade.get("order"))
-            if tid in ledger_fills or tid in seen:
-                continue
-            if broker.ingest_trade(trade):  # one of this run's orders traded since it was polled: a fill now
-                report.recovered_fills += 1
-                continue
-            cid = self._cid_of(symbol, eid, by_eid, listed)
-            if cid is None or not (cid.startswith(CLIENT_ID_PREFIX) or cid in ledger_orders):
-                continue  # a trade of an order sigmax did not place
-            self._discrepancy(report, f"trade:{tid}", f"the exchange has a {symbol} {trade.get('side')} trade {tid} of "
-                              f"{trade.get('amount')} at {trade.get('price')} (order {cid}, exchange id {eid}) that "
-                              "the ledger lacks", {"trade_id": tid, "client_order_id": cid, "exchange_order_id": eid})
-        on_exchange = {str(t.get("id")) for t in trades}
-        complete = len(trades) < TRADE_PAGE * TRADE_PAGES
-        for tid, row in ledger_fills.items():
-            if complete and tid not in on_exchange:
-                cid = row["client_order_id"]
-                self._discrepancy(report, f"fill:{tid}", f"the ledger has a {symbol} {row['side']} fill {tid} of "
-                                  f"{row['amount']:.8g} at {row['price']:.8g} (order {cid}) that the exchange does "
-                                  "not have", {"trade_id": tid, "client_order_id": cid})
-
-    def _cid_of(self, symbol: str, eid: str, by_eid: dict[str, dict[str, Any]],
-                listed: dict[str, dict[str, Any]] | None) -> str | None:
-        """The client order id of exchange order ``eid`` (ledger, broker, the listing, else
-        one lookup, remembered); ``None`` when the exchange cannot say."""
-        if eid in by_eid:
-            return by_eid[eid]["client_order_id"]
-        if self.broker.owns_exchange_id(eid):
-            return self.broker.client_id_of(eid)
-        if eid not in self._order_cids:
-            raw = self.broker.call("fetch_order", eid, symbol)
-            self._order_cids[eid] = (raw or {}).get("clientOrderId") or ""
-        return self._order_cids[eid]
-
-    def _exchange_trades(self, symbol: str, since_ms: int) -> list[dict[str, Any]]:
-        """The account's trades of ``symbol`` since ``since_ms``, page by page (each once)."""
-        out: dict[str, dict[str, Any]] = {}
-        since = since_ms
-        for _ in range(TRADE_PAGES):
-            page = self.broker.call("fetch_my_trades", symbol, since, TRADE_PAGE)
-            for trade in page:
-                out.setdefault(str(trade.get("id")), trade)
-            if len(page) < TRADE_PAGE:
-                break
-            since = max(int(t.get("timestamp") or since) for t in page)
-        return list(out.values())
-
-    def _discrepancy(self, report: ReconcileReport, key: str, message: str, data: dict[str, Any]) -> None:
-        report.discrepancies.append(message)
-        if key not in self._reported:
-            self._reported.add(key)
-            self.emit("critical", "reconcile.discrepancy", message, data)
-
     def last_bar_ms(self, timeframe: str) -> int | None:
         """Open time of the newest bar an earlier run of this mode/exchange/timeframe marked."""
         return self.ledger.venue_last_bar_ms(self.mode, self.exchange_id, timeframe, not_run=self.run_id)
@@ -423,72 +261,6 @@ class Reconciler:
                 self.emit("warning", "reconcile.fill", f"{symbol} trade {trade.get('id')} of a sigmax order had "
                           "not been seen: reported now", {"trade_id": str(trade.get("id"))})
         return new
-
-    def set_baseline(self) -> None:
-        """Remember ``exchange total - book`` of each base asset the run trades: what the
-        account holds of it beside the run's book when the book was seeded. Later changes of
-        it are differences the run's fills do not explain."""
-        balances = self.broker.exchange_balances()
-        if balances:
-            self._baseline = {a: balances.get(a, (0.0, 0.0))[1] - self.broker.total(a) for a in self._bases()}
-
-    def _bases(self) -> set[str]:
-        """Base assets of the run's symbols: only this run moves them (the quote, and a
-        commission asset such as BNB, are shared with other runs on the same account)."""
-        return {self.broker.markets[s].base for s in self.symbols if s in self.broker.markets}
-
-    def _apart(self, asset: str, a: float, b: float) -> bool:
-        """True when amounts ``a`` and ``b`` of ``asset`` differ by half its smallest unit or
-        more: a base's amount step; for a quote, one step's worth at one tick (the least a
-        trade moves it); else half of :data:`BALANCE_UNIT`."""
-        for symbol in self.symbols:
-            rules = self.broker.markets.get(symbol)
-            if rules is None:
-                continue
-            if rules.base == asset:
-                return not rules.same_amount(a, b)
-            if rules.quote == asset:
-                unit = float(rules.amount_step_at(1)) * rules.price_tick
-                return abs(a - b) >= unit / 2
-        return abs(a - b) >= BALANCE_UNIT / 2
-
-    def _balances(self, report: ReconcileReport, since_ms: int | None = None) -> None:
-        broker = self.broker
-        balances = broker.exchange_balances(fresh=True)
-        if not balances:
-            return
-        if since_ms is not None:  # a trade taken in after the read would make the two disagree for a moment
-            late = sum(self._trades(symbol, since_ms, report) for symbol in self.symbols)
-            if late:
-                log.info("balances not compared: %d trades arrived while they were read; next time", late)
-                return
-        if not self._baseline:
-            self.set_baseline()
-        bases = self._bases()
-        for asset in sorted(set(broker.balances()) | bases):
-            mine = broker.total(asset)
-            held = balances.get(asset, (0.0, 0.0))[1]
-            key = f"balance:{asset}"
-            drift = base = 0.0
-            if asset in bases:
-                base = self._baseline.setdefault(asset, held - mine)
-                drift = (held - mine) - base
-            if mine > held and self._apart(asset, mine, held):
-                message = (f"the run's book holds {mine:.8g} {asset} but the exchange account only {held:.8g} "
-                           "(sold or withdrawn outside sigmax?)")
-            elif asset in bases and self._apart(asset, held - mine, base):
-                more = "more" if drift > 0 else "less"
-                message = (f"the exchange account holds {abs(drift):.8g} {asset} {more} than the run's own fills "
-                           f"explain (exchange {held:.8g}, book {mine:.8g}): a fill the ledger lacks, or a deposit "
-                           "or withdrawal outside sigmax")
-            else:
-                self._reported.discard(key)
-                continue
-            report.discrepancies.append(message)
-            if key not in self._reported:
-                self._reported.add(key)
-                self.emit("critical", "reconcile.discrepancy", message,
-                          {"asset": asset, "book": mine, "exchange": held, "drift": drift})
 
     # ------------------------------------------------------------------ ledger
     def _close_dead_runs(self) -> list[str]:
