@@ -7,7 +7,7 @@ import json
 import re
 import tarfile
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sigmax_cli.errors import ConfigError
 
@@ -21,7 +21,7 @@ RECORD = 20 * BLOCK  # tar's default record size; the end of the archive is padd
 CHUNK = 1 << 20
 MAX_MANIFEST_BYTES = 64 << 20
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TAR_FORMAT = tarfile.GNU_FORMAT
+TAR_FORMAT: Final = tarfile.GNU_FORMAT
 ENCODING = "utf-8"
 
 

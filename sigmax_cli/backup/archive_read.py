@@ -11,7 +11,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from sigmax_cli.backup.archive_format import (
     BLOCK,
@@ -295,7 +295,7 @@ def extract(index: ArchiveIndex, entry: dict[str, Any], dest: Path) -> Path:
         written = 0
         try:
             if entry.get("compression") == "zstd":
-                reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+                reader = zstandard.ZstdDecompressor().stream_reader(cast("IO[bytes]", source), read_across_frames=True)
                 while chunk := reader.read(CHUNK):
                     out.write(chunk)
                     written += len(chunk)

@@ -239,7 +239,7 @@ def public_settings(settings: Any) -> dict[str, Any]:
     return json.loads(text)
 
 
-def is_secret(model: type, name: str) -> bool:
+def is_secret(model: Any, name: str) -> bool:
     """True when field ``name`` of the pydantic ``model`` is a ``SecretStr`` (optional or not)."""
     from pydantic import SecretStr
 

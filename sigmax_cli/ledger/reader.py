@@ -119,7 +119,8 @@ def query(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
     if _is_pg(conn):
         import psycopg
 
-        sql, errors = sql.replace("?", "%s"), psycopg.Error
+        errors: type[Exception] = psycopg.Error
+        sql = sql.replace("?", "%s")
     else:
         import sqlite3
 
@@ -225,7 +226,8 @@ class Reader:
         if _is_pg(self.conn):
             import psycopg
 
-            sql, errors = sql.replace("?", "%s"), psycopg.Error
+            errors: type[Exception] = psycopg.Error
+            sql = sql.replace("?", "%s")
         else:
             import sqlite3
 

@@ -315,6 +315,8 @@ class Ledger(RunQueries, RecordQueries, BotQueries, VenueQueries, ResearchQuerie
         """The last batch's COMMIT lost its answer: if ``ledger_writes`` shows it committed,
         drop its rows from the buffer (rows buffered since stay); otherwise it is retried."""
         batch = self._in_doubt
+        if batch is None:
+            return
         with self.engine.connect() as conn:
             seq = written_seq(conn, self._writer)
         self._in_doubt = None

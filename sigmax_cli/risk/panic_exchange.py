@@ -96,7 +96,7 @@ def _clear_symbol(report: IncidentReport, exchange: Any, symbol: str, retry: Any
     trips when the first round clears it. Without: list, cancel each in parallel, verify."""
     from sigmax_cli.errors import OrderRejected
 
-    seen: set[str] = set()
+    seen: set[Any] = set()  # exchange order ids (None for an order listed without one)
 
     def record(orders: list[dict[str, Any]]) -> None:
         for order in orders:

@@ -51,7 +51,8 @@ meanwhile (the next check does it). Quantities are compared within half a market
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from sigmax_cli.brokers.base import Fill, Order
 from sigmax_cli.brokers.live import CLIENT_ID_PREFIX, ClockSkew, LiveBroker
@@ -70,6 +71,9 @@ from sigmax_cli.errors import AuthenticationError, SigmaxError
 from sigmax_cli.logs import get_logger
 from sigmax_cli.portfolio import Portfolio, Position
 
+if TYPE_CHECKING:
+    from sigmax_cli.ledger import Ledger
+
 log = get_logger(__name__)
 
 
@@ -85,7 +89,7 @@ class Reconciler(TwoWayComparison, BalanceCheck):
         emit: records an event.
     """
 
-    def __init__(self, broker: LiveBroker, ledger: Any, *, run_id: str, mode: str, exchange_id: str,
+    def __init__(self, broker: LiveBroker, ledger: Ledger, *, run_id: str, mode: str, exchange_id: str,
                  symbols: list[str], unknown_orders: str = "cancel", emit: Emit | None = None) -> None:
         self.broker = broker
         self.ledger = ledger
@@ -116,18 +120,18 @@ class Reconciler(TwoWayComparison, BalanceCheck):
         self._run_of = self._ledger_order_runs()
         broker.seen_trades.update(self._ledger_trade_ids())
         for row in self._ledger_active():
-            self._guard(report, f"order {row['client_order_id']}", lambda row=row: self._resume(row, report))
+            self._guard(report, f"order {row['client_order_id']}", partial(self._resume, row, report))
         for symbol in self.symbols:
-            self._guard(report, f"open orders of {symbol}", lambda s=symbol: self._open_orders(s, report))
+            self._guard(report, f"open orders of {symbol}", partial(self._open_orders, symbol, report))
         if self._previous_start() is not None:  # an earlier run may have lost track of orders
             since = now - RECOVER_WINDOW_MS
             for symbol in self.symbols:
-                self._guard(report, f"orders of {symbol}", lambda s=symbol: self._recover_orders(s, since, report))
+                self._guard(report, f"orders of {symbol}", partial(self._recover_orders, symbol, since, report))
         self._record_drained(report)
         ledger.flush()
         for symbol in self.symbols:
             self._guard(report, f"comparison of {symbol}",
-                        lambda s=symbol: self.compare(s, now - RECOVER_WINDOW_MS, report))
+                        partial(self.compare, symbol, now - RECOVER_WINDOW_MS, report))
         self._last_trades_ms = now
         return report
 
@@ -241,10 +245,10 @@ class Reconciler(TwoWayComparison, BalanceCheck):
         report = ReconcileReport(now, "periodic")
         since = (self._last_trades_ms if self._last_trades_ms is not None else now) - TRADE_LOOKBACK_MS
         for symbol in self.symbols:
-            self._guard(report, f"open orders of {symbol}", lambda s=symbol: self._open_orders(s, report))
-            self._guard(report, f"trades of {symbol}", lambda s=symbol: self._trades(s, since, report))
-            self._guard(report, f"comparison of {symbol}", lambda s=symbol: self.compare(s, since, report))
-        self._guard(report, "balances", lambda: self._balances(report, since))
+            self._guard(report, f"open orders of {symbol}", partial(self._open_orders, symbol, report))
+            self._guard(report, f"trades of {symbol}", partial(self._trades, symbol, since, report))
+            self._guard(report, f"comparison of {symbol}", partial(self.compare, symbol, since, report))
+        self._guard(report, "balances", partial(self._balances, report, since))
         for order in broker.open_orders():
             self.record_order(order)
         if not report.errors:
@@ -289,7 +293,7 @@ class Reconciler(TwoWayComparison, BalanceCheck):
     def _previous_start(self) -> int | None:
         return self.ledger.venue_previous_start_ms(self.mode, self.exchange_id, not_run=self.run_id)
 
-    def _guard(self, report: ReconcileReport, what: str, fn: Callable[[], None]) -> None:
+    def _guard(self, report: ReconcileReport, what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
         except (AuthenticationError, ClockSkew):

@@ -31,7 +31,7 @@ class BalanceCheck:
         half a step): a position larger than the balance is cut to it; a balance larger than
         the positions of the run's symbols on that base is reported, not adopted. Returns one
         sentence per difference."""
-        notes = []
+        notes: list[str] = []
         balances = self.broker.exchange_balances()
         if not balances:
             return notes

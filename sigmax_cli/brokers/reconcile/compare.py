@@ -63,16 +63,16 @@ class TwoWayComparison:
                 mine = broker.get_order(cid)
                 if mine is not None and mine.exchange_order_id in (None, eid):
                     continue  # this run's order the ledger is being told about
-                row = ledger_orders.get(cid)
-                if row is None and mine is None:
+                held = ledger_orders.get(cid)
+                if held is None and mine is None:
                     continue  # not a sigmax order (foreign orders are the open-order check's business)
-                known = (mine.exchange_order_id if mine is not None else None) or (row or {}).get("exchange_order_id")
+                known = (mine.exchange_order_id if mine is not None else None) or (held or {}).get("exchange_order_id")
                 if known and known != eid:
                     self._discrepancy(report, f"order:{eid}:duplicate", f"the exchange holds a second {symbol} order "
                                       f"with client order id {cid} (exchange id {eid}, {raw.get('status')}, executed "
                                       f"{raw.get('filled')}) beside the ledger's {known}: a duplicate the ledger lacks",
                                       {"client_order_id": cid, "exchange_order_id": eid, "ledger_order_id": known})
-                elif row is not None and row["status"] == "rejected":
+                elif held is not None and held["status"] == "rejected":
                     self._discrepancy(report, f"order:{eid}:rejected", f"{symbol} order {cid} is {raw.get('status')} "
                                       f"on the exchange (id {eid}, executed {raw.get('filled')}) but the ledger holds "
                                       "it as never placed", {"client_order_id": cid, "exchange_order_id": eid})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +161,7 @@ class RunQueries(LedgerBase):
             return [_run_info(r) for r in conn.execute(query).mappings()]
 
 
-def _run_info(row: Mapping[str, Any]) -> RunInfo:
+def _run_info(row: Any) -> RunInfo:
     return RunInfo(
         run_id=row["run_id"], mode=row["mode"], profile=row["profile"], exchange=row["exchange"],
         strategy=row["strategy"], params=json.loads(row["params_json"]),
