@@ -13,6 +13,12 @@ Automatic batch writes stop trying while the outage lasts; :meth:`Ledger.ride_ou
 with exponential back-off and jitter for a bounded time. If the database never comes back,
 :meth:`Ledger.spill` writes the rows (and the run's final status) to a file in the state
 directory, which the next bot opening the same ledger writes in (:meth:`Ledger.replay_spills`).
+
+Queries. Every query sigmax makes of the ledger is a method of :class:`Ledger`, grouped by
+responsibility in :mod:`sigmax_cli.ledger.queries` (runs, a run's records, bots, a venue's
+orders and fills, research, backups); no module outside the ledger writes SQL
+(``tests/test_no_sql_outside_ledger.py``). Engines, URLs and outage errors are in
+:mod:`sigmax_cli.ledger.connection`, batch writes in :mod:`sigmax_cli.ledger.writes`.
 """
 
 from __future__ import annotations
