@@ -16,8 +16,11 @@ def monitor(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.", min=0.2)] = 2.0,
     stale_after: Annotated[float, typer.Option("--stale-after", help="Seconds without heartbeat = stale.")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout (implies --once).")] = False,
+    all_bots: Annotated[bool, typer.Option(
+        "--all", help="Every bot that ever wrote to the ledger, not only live ones and those of the last 24 h.",
+    )] = False,
 ) -> None:
-    """Heartbeat age, trading state, equity, P&L, open orders and events of every bot."""
+    """Heartbeat age, trading state, equity, P&L, open orders and events of live and recent bots."""
     import time
 
     from sigmax_cli.ledger import Ledger
@@ -26,20 +29,23 @@ def monitor(
     state = obj(ctx)
     settings = state.settings(home_must_be_dir=True)
     with Ledger(settings.ledger_url, create=False) as ledger:
+
+        def panel():
+            return render(collect(ledger, stale_after_s=stale_after, all_bots=all_bots), killswitch_status(settings))
+
         if as_json or once:
-            rows = collect(ledger, stale_after_s=stale_after)
             if as_json:
-                print_json(to_dict(rows, killswitch_status(settings)))
+                print_json(to_dict(collect(ledger, stale_after_s=stale_after, all_bots=all_bots),
+                                   killswitch_status(settings)))
             else:
-                state.console.print(render(rows, killswitch_status(settings)))
+                state.console.print(panel())
             return
         from rich.live import Live
 
-        with Live(render(collect(ledger, stale_after_s=stale_after), killswitch_status(settings)),
-                  console=state.console, refresh_per_second=4, screen=False) as live:
+        with Live(panel(), console=state.console, refresh_per_second=4, screen=False) as live:
             try:
                 while True:
                     time.sleep(interval)
-                    live.update(render(collect(ledger, stale_after_s=stale_after), killswitch_status(settings)))
+                    live.update(panel())
             except KeyboardInterrupt:
                 pass

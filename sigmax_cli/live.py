@@ -471,7 +471,7 @@ def run_live(plan: LivePlan, stop: threading.Event, observer: Any = None, *,
                 raise
             broker.seed({plan.quote: capital, **{plan.markets[sym].base: p.qty for sym, p in carried.items()}})
             reconciler.set_baseline()  # later account changes the run's fills do not explain are reported
-            _set_initial_equity(ledger, run_id, initial_equity)
+            ledger.set_initial_equity(run_id, initial_equity)
             since = _backfill_since(reconciler.last_bar_ms(s.timeframe), now_fn(), tf_ms, live.backfill_max_bars,
                                     events)
             stale_ms = int(live.stale_after_bars * tf_ms)
@@ -544,16 +544,11 @@ def _write_ahead(ledger: Any, order: Any) -> None:
 def _reconcile_periodic(reconciler: Any, ledger: Any) -> Any:
     """``reconciler.periodic()``; a ledger outage met inside is noted on the ledger (the
     engine halts after the bar) instead of ending the run. ``None`` when it was cut short."""
-    from sqlalchemy.exc import DBAPIError
-
-    from sigmax_cli.ledger.store import is_outage
-
     try:
         return reconciler.periodic()
-    except DBAPIError as exc:
-        if not is_outage(exc):
+    except Exception as exc:
+        if ledger.outage_from(exc) is None:  # not an outage: a bug or bad data
             raise
-        ledger.note_outage(exc)
         return None
 
 
@@ -592,15 +587,6 @@ def _capital(broker: LiveBroker, s: Settings, quote: str, carried: dict[str, Any
     for symbol, pos in carried.items():
         equity += pos.qty * (broker.last_price(symbol) or pos.avg_price)
     return capital, equity
-
-
-def _set_initial_equity(ledger: Any, run_id: str, equity: float) -> None:
-    from sqlalchemy import update
-
-    from sigmax_cli.ledger import schema
-
-    with ledger.engine.begin() as conn:
-        conn.execute(update(schema.runs).where(schema.runs.c.run_id == run_id).values(initial_equity=equity))
 
 
 def _backfill_since(last_bar: int | None, now: int, tf_ms: int, max_bars: int, events: Callable) -> int | None:

@@ -8,21 +8,28 @@ newest events. A bot whose heartbeat is older than ``stale_after_s`` while it sa
 is gone on this host, or another host's bot has been silent for five heartbeat intervals:
 :mod:`sigmax_cli.ledger.liveness`) is marked and shown ``lost``, with the command that
 acknowledges it.
+
+Which bots are shown: by default the live ones and the recent ones, that is every bot
+whose heartbeat says ``running`` (fresh, stale or lost), every bot of an unacknowledged
+lost run, and every bot whose newest heartbeat is at most :data:`RECENT_S` (24 h) old;
+older stopped bots are counted (``hidden``) but not listed. ``all_bots=True``
+(``monitor --all``) lists every bot that ever wrote to the ledger.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-
 from sigmax_cli.ledger import Ledger
-from sigmax_cli.ledger import schema as s
 
 DEFAULT_STALE_AFTER_S = 60.0  # six missed heartbeats at the engine's 10 s interval
+RECENT_S = 86_400.0
+"""A stopped bot is listed while its newest heartbeat is at most this old (24 h: a day's
+runs, the window an operator checks each morning); ``--all`` lists older ones too."""
 
 
 @dataclass
@@ -48,42 +55,54 @@ class BotRow:
     lost: str | None = None      # why its run was lost and how to acknowledge it (unacknowledged only)
 
 
+class Bots(list[BotRow]):
+    """The bots shown (a list of :class:`BotRow`), with ``hidden``: bots left out because
+    they stopped more than :data:`RECENT_S` ago (0 with ``all_bots``)."""
+
+    def __init__(self, rows: Iterable[BotRow] = (), hidden: int = 0) -> None:
+        super().__init__(rows)
+        self.hidden = hidden
+
+
 def collect(ledger: Ledger, *, now_ms: int | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-            events_per_bot: int = 5) -> list[BotRow]:
-    """Every bot of ``ledger``, running ones first, newest heartbeat first. Runs whose bot is
-    gone are marked ``lost`` first (:meth:`Ledger.mark_lost_runs`)."""
+            events_per_bot: int = 5, all_bots: bool = False, recent_s: float = RECENT_S) -> Bots:
+    """The live and recent bots of ``ledger`` (see the module docstring; every bot with
+    ``all_bots``), running ones first, newest heartbeat first. Runs whose bot is gone are
+    marked ``lost`` first (:meth:`Ledger.mark_lost_runs`).
+
+    Args:
+        now_ms: the time to judge ages at, UTC ms (now by default).
+        stale_after_s: seconds without a heartbeat after which a running bot is ``stale``.
+        events_per_bot: newest events listed per bot.
+        all_bots: list every bot, however long ago it stopped.
+        recent_s: how old a stopped bot's newest heartbeat may be to be listed, seconds.
+    """
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     lost = {run.run_id: run.sentence() for run in ledger.mark_lost_runs(now_ms)}
-    rows: list[BotRow] = []
-    with ledger.engine.connect() as conn:
-        beats = conn.execute(select(s.heartbeats).order_by(s.heartbeats.c.ts_ms.desc())).mappings().all()
-        for beat in beats:
-            detail = json.loads(beat["detail_json"]) if beat["detail_json"] else {}
-            age_s = max(0.0, (now_ms - beat["ts_ms"]) / 1000)
-            status = beat["status"]
-            if status == "running" and beat["run_id"] in lost:
-                status = "lost"  # judged lost but not written (another reader marked it first)
-            if status == "running" and age_s > stale_after_s:
-                status = "stale"
-            open_orders = 0
-            events: list[dict[str, Any]] = []
-            if beat["run_id"]:
-                open_orders = conn.execute(select(func.count()).select_from(s.orders).where(
-                    s.orders.c.run_id == beat["run_id"],
-                    s.orders.c.status.in_(("new", "open", "partially_filled")))).scalar_one()
-                events = [dict(e) for e in conn.execute(
-                    select(s.events.c.ts_ms, s.events.c.level, s.events.c.kind, s.events.c.message)
-                    .where(s.events.c.run_id == beat["run_id"]).order_by(s.events.c.id.desc())
-                    .limit(events_per_bot)).mappings()]
-            equity, initial = detail.get("equity"), detail.get("initial_equity")
-            pnl = equity - initial if equity is not None and initial else None
-            rows.append(BotRow(
-                bot_id=beat["bot_id"], run_id=beat["run_id"], mode=beat["mode"], host=beat["host"], pid=beat["pid"],
-                status=status, heartbeat_age_s=round(age_s, 1), trading_state=detail.get("state"),
-                state_reason=detail.get("state_reason"), equity=equity, pnl=pnl,
-                pnl_pct=pnl / initial * 100 if pnl is not None else None, bar_ms=detail.get("bar_ms"),
-                open_orders=int(open_orders), events=events, exits_blocked=dict(detail.get("exits_blocked") or {}),
-                lost=lost.get(beat["run_id"] or "")))
+    since_ms = None if all_bots else now_ms - int(recent_s * 1000)
+    beats = ledger.heartbeats(since_ms, runs=lost)
+    run_ids = [b["run_id"] for b in beats if b["run_id"]]
+    open_orders = ledger.open_order_counts(run_ids)
+    rows = Bots(hidden=0 if all_bots else max(0, ledger.count_heartbeats() - len(beats)))
+    for beat in beats:
+        detail = json.loads(beat["detail_json"]) if beat["detail_json"] else {}
+        age_s = max(0.0, (now_ms - beat["ts_ms"]) / 1000)
+        status = beat["status"]
+        if status == "running" and beat["run_id"] in lost:
+            status = "lost"  # judged lost but not written (another reader marked it first)
+        if status == "running" and age_s > stale_after_s:
+            status = "stale"
+        run_id = beat["run_id"]
+        events = ledger.newest_events(run_id, events_per_bot) if run_id else []
+        equity, initial = detail.get("equity"), detail.get("initial_equity")
+        pnl = equity - initial if equity is not None and initial else None
+        rows.append(BotRow(
+            bot_id=beat["bot_id"], run_id=run_id, mode=beat["mode"], host=beat["host"], pid=beat["pid"],
+            status=status, heartbeat_age_s=round(age_s, 1), trading_state=detail.get("state"),
+            state_reason=detail.get("state_reason"), equity=equity, pnl=pnl,
+            pnl_pct=pnl / initial * 100 if pnl is not None else None, bar_ms=detail.get("bar_ms"),
+            open_orders=open_orders.get(run_id or "", 0), events=events,
+            exits_blocked=dict(detail.get("exits_blocked") or {}), lost=lost.get(run_id or "")))
     order = {"running": 0, "stale": 1, "lost": 2, "stopped": 3}
     rows.sort(key=lambda r: (order.get(r.status, 3), r.heartbeat_age_s))
     return rows
@@ -98,10 +117,13 @@ def killswitch_status(settings) -> Any:
 
 
 def to_dict(rows: list[BotRow], killswitch: Any = None) -> dict[str, Any]:
-    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n, "lost": n, "killswitch": {...}}``
-    (``killswitch``: :meth:`KillSwitchStatus.to_dict`, when given)."""
-    doc = {"bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
-           "stale": sum(r.status == "stale" for r in rows), "lost": sum(r.status == "lost" for r in rows)}
+    """The ``--json`` document: ``{"bots": [...], "running": n, "stale": n, "lost": n, "hidden": n,
+    "killswitch": {...}}`` (``hidden``: bots not listed, stopped more than 24 h ago;
+    ``killswitch``: :meth:`KillSwitchStatus.to_dict`, when given)."""
+    doc: dict[str, Any] = {
+        "bots": [asdict(r) for r in rows], "running": sum(r.status == "running" for r in rows),
+        "stale": sum(r.status == "stale" for r in rows), "lost": sum(r.status == "lost" for r in rows),
+        "hidden": getattr(rows, "hidden", 0)}
     if killswitch is not None:
         doc["killswitch"] = killswitch.to_dict()
     return doc
@@ -148,8 +170,12 @@ def render(rows: list[BotRow], killswitch: Any = None):
             for e in r.events:
                 events.add_row(r.bot_id, e["level"], e["kind"], e["message"])
     captions = [killswitch_line(killswitch)] if killswitch is not None else []
+    hidden = getattr(rows, "hidden", 0)
     if not rows:
-        captions.append("no bot has written to this ledger yet")
+        captions.append("no bot has run in the last 24 h" if hidden else "no bot has written to this ledger yet")
+    if hidden:
+        captions.append(f"{hidden} bot{'s' if hidden != 1 else ''} stopped more than 24 h ago not shown "
+                        "(monitor --all lists them)")
     captions.extend(r.lost for r in rows if r.lost)
     if captions:
         table.caption = "\n".join(captions)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Status
 from sigmax_cli.health.runner import run_checks
 from sigmax_cli.ledger import Ledger
+from sigmax_cli.ledger import reader as db
 from sigmax_cli.ledger import schema as s
 from sigmax_cli.settings import load_settings
 
@@ -107,7 +107,7 @@ def test_ledger_round_trip_leaves_nothing_behind(ledger_url):
 def test_schema_constant_matches_the_migrations():
     from sigmax_cli.ledger.migrations import SCHEMA_VERSION
 
-    assert db.LEDGER_SCHEMA_VERSION == SCHEMA_VERSION, "bump sigmax_cli.health.db.LEDGER_SCHEMA_VERSION"
+    assert db.LEDGER_SCHEMA_VERSION == SCHEMA_VERSION, "bump sigmax_cli.ledger.reader.LEDGER_SCHEMA_VERSION"
 
 
 def test_ledger_schema_older_and_newer(ledger_url):

@@ -69,3 +69,44 @@ def test_monitor_without_a_ledger_is_one_sentence(cli, tmp_path):
     result = cli("monitor", "--once")
     assert result.exit_code == 66 and "there is no ledger" in result.stderr
     assert not (tmp_path / "home").exists()
+
+
+def _backdate(ledger_url: str, bot_id: str, hours: float) -> None:
+    """Make ``bot_id``'s newest heartbeat ``hours`` old (the test writes the past directly)."""
+    from sqlalchemy import update
+
+    from sigmax_cli.ledger import schema
+
+    with Ledger(ledger_url) as ledger, ledger.engine.begin() as conn:
+        conn.execute(update(schema.heartbeats).where(schema.heartbeats.c.bot_id == bot_id)
+                     .values(ts_ms=int(time.time() * 1000 - hours * 3_600_000)))
+
+
+def test_monitor_lists_live_and_recent_bots_and_all_with_all(cli, ledger_url):
+    with Ledger(ledger_url) as ledger:
+        ledger.heartbeat("day", None, "paper", "stopped")
+        ledger.heartbeat("week", None, "paper", "stopped")
+        ledger.heartbeat("mute", None, "testnet", "running")
+        ledger.heartbeat("now", None, "paper", "stopped")
+    _backdate(ledger_url, "day", 23)
+    _backdate(ledger_url, "week", 24 * 7)
+    _backdate(ledger_url, "mute", 48)
+    env = {"SIGMAX_DATABASE_URL": ledger_url}
+    doc = json.loads(cli("monitor", "--json", env=env).stdout)
+    assert [b["bot_id"] for b in doc["bots"]] == ["mute", "now", "day"]
+    assert doc["hidden"] == 1 and doc["stale"] == 1  # a running bot is shown however old its heartbeat
+    table = cli("monitor", "--once", env=env)
+    assert table.exit_code == 0 and "week" not in table.stdout
+    assert "1 bot stopped more than 24 h ago not shown (monitor --all lists them)" in table.stdout
+    every = json.loads(cli("monitor", "--json", "--all", env=env).stdout)
+    assert len(every["bots"]) == 4 and every["hidden"] == 0
+    assert "week" in cli("monitor", "--once", "--all", env=env).stdout
+
+
+def test_monitor_says_when_every_bot_is_older_than_a_day(cli, ledger_url):
+    with Ledger(ledger_url) as ledger:
+        ledger.heartbeat("long-gone", None, "paper", "stopped")
+    _backdate(ledger_url, "long-gone", 25)
+    table = cli("monitor", "--once", env={"SIGMAX_DATABASE_URL": ledger_url})
+    assert table.exit_code == 0 and "no bot has run in the last 24 h" in table.stdout
+    assert "long-gone" not in table.stdout

@@ -33,45 +33,19 @@ def recorded(settings: Any) -> dict[str, dict[str, Any]] | None:
 
     Reads only: no migration runs and no SQLite file is created (a dry run changes nothing).
     """
-    from sqlalchemy import inspect, select
-    from sqlalchemy.exc import SQLAlchemyError
+    from sigmax_cli.ledger.queries.peek import recorded_backups
 
-    from sigmax_cli.ledger import schema as s
-    from sigmax_cli.ledger.store import make_engine, sqlite_path
-
-    path = sqlite_path(settings.ledger_url)
-    if path is not None and not path.exists():
-        return None
-    try:
-        engine = make_engine(settings.ledger_url)
-    except SigmaxError:
-        return None
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("backups"):
-                return {}
-            rows = conn.execute(select(s.backups).order_by(s.backups.c.id)).mappings().all()
-    except SQLAlchemyError:
-        return None
-    finally:
-        engine.dispose()
-    return {row["path"]: dict(row) for row in rows}
+    return recorded_backups(settings.ledger_url)
 
 
 def record(settings: Any, path: Path, *, tag: str | None, created_ms: int, sha256: str, size: int,
            verified_ms: int | None) -> bool:
     """Insert or replace the ``backups`` row of ``path``. False when the ledger cannot be written
     (no ledger yet, database down): the archive stands on its own, the record is a convenience."""
-    from sqlalchemy import delete
-
-    from sigmax_cli.ledger import schema as s
-
-    key = str(Path(path).resolve())
     try:
-        with _ledger(settings) as ledger, ledger.engine.begin() as conn:
-            conn.execute(delete(s.backups).where(s.backups.c.path == key))
-            conn.execute(s.backups.insert().values(path=key, tag=tag, created_ms=created_ms, sha256=sha256,
-                                                   size_bytes=size, verified_ms=verified_ms))
+        with _ledger(settings) as ledger:
+            ledger.record_backup(str(Path(path).resolve()), tag=tag, created_ms=created_ms, sha256=sha256,
+                                 size_bytes=size, verified_ms=verified_ms)
     except SigmaxError:
         return False
     return True
@@ -79,16 +53,12 @@ def record(settings: Any, path: Path, *, tag: str | None, created_ms: int, sha25
 
 def forget(settings: Any, paths: list[Path]) -> None:
     """Delete the ``backups`` rows of ``paths`` (after prune removed the files)."""
-    from sqlalchemy import delete
-
-    from sigmax_cli.ledger import schema as s
-
     keys = [str(Path(p).resolve()) for p in paths]
     if not keys:
         return
     try:
-        with _ledger(settings) as ledger, ledger.engine.begin() as conn:
-            conn.execute(delete(s.backups).where(s.backups.c.path.in_(keys)))
+        with _ledger(settings) as ledger:
+            ledger.forget_backups(keys)
     except SigmaxError:
         pass
 

@@ -21,6 +21,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from sigmax_cli.errors import ConfigError, LockHeld
 
@@ -136,7 +137,7 @@ class LedgerLock:
         self.what = what
         self.exclusive = what == "restore"
         self.note: str | None = None
-        self._conn = None
+        self._conn: Any = None  # the psycopg connection holding the advisory lock
 
     def acquire(self) -> None:
         """Take the lock now (never waits) or raise :class:`LockHeld`."""
@@ -154,7 +155,8 @@ class LedgerLock:
             return
         function = "pg_try_advisory_lock" if self.exclusive else "pg_try_advisory_lock_shared"
         try:
-            got = conn.execute(f"SELECT {function}(%s)", (ADVISORY_KEY,)).fetchone()[0]  # noqa: S608 - fixed names
+            row = conn.execute(f"SELECT {function}(%s)", (ADVISORY_KEY,)).fetchone()  # noqa: S608 - fixed names
+            got = bool(row and row[0])
             holders = [] if got else _holders(conn)
         except psycopg.Error:
             conn.close()

@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from sigmax_cli.backup.archive import ArchiveWriter
 from sigmax_cli.backup.members import Change, Files, Member, MemberPlan, Skipped
 from sigmax_cli.errors import ChecksumMismatch, ConfigError, IncompatibleArchive, LedgerError
+from sigmax_cli.ledger.tables import stored_schema_version, table_counts
 from sigmax_cli.settings import redact_url
 
 NAME = "ledger/ledger.pgdump"
@@ -136,8 +137,8 @@ class PostgresLedger(Member):
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            counts = _counts(conn)
-            schema = _schema_version(conn)
+            counts = table_counts(conn)
+            schema = stored_schema_version(conn)
             dsn, env = _libpq_url(url)
             result = _run([pg_dump, "--format=custom", "--no-password", f"--snapshot={snapshot}", f"--file={out}",
                            f"--dbname={dsn}"], env)
@@ -198,7 +199,7 @@ class PostgresLedger(Member):
                 scratch_url = _with_database(url, scratch)
                 self._pg_restore(path, scratch_url, clean=False)
                 with self._connect(scratch_url) as conn:
-                    after = _counts(conn)
+                    after = table_counts(conn)
             finally:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
         changed = [t for t, n in counts.items() if after.get(t) != n]
@@ -212,7 +213,7 @@ class PostgresLedger(Member):
         url = self._url()
         self.tool("pg_restore")
         with self._connect(url) as conn:
-            current = _counts(conn)
+            current = table_counts(conn)
         plan = MemberPlan(self.kind, redact_url(url))
         archived = entry["counts"]
         for table in sorted(set(current) | set(archived)):
@@ -250,25 +251,6 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Compl
 def _password(url: str) -> str | None:
     parts = urlsplit(url)
     return unquote(parts.password) if parts.password is not None else None
-
-
-def _counts(conn) -> dict[str, int]:
-    """Exact rows per base table of the connection's current schema (``count(*)``)."""
-    from psycopg import sql
-
-    names = [r[0] for r in conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-        "AND table_type = 'BASE TABLE' ORDER BY table_name")]
-    return {n: int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(n))).fetchone()[0])
-            for n in names}
-
-
-def _schema_version(conn) -> int | None:
-    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-    if not row[0]:
-        return None
-    value = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    return int(value) if value is not None else None
 
 
 def _first_line(exc: BaseException) -> str:

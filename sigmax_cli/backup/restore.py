@@ -57,30 +57,20 @@ class RestoreResult:
 def busy_reasons(settings: Any, now_ms: int | None = None) -> list[str]:
     """Why restoring now could hurt a running bot: fresh ``running`` heartbeats in the
     ledger, and a kill switch that is not engaged. Empty when it is safe."""
-    from sqlalchemy import inspect, select
-
-    from sigmax_cli.ledger import schema as s
-    from sigmax_cli.ledger.store import make_engine, sqlite_path
+    from sigmax_cli.errors import LedgerError
+    from sigmax_cli.ledger.queries.peek import fresh_running_heartbeats
 
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     reasons: list[str] = []
-    path = sqlite_path(settings.ledger_url)
-    if path is None or path.exists():
-        engine = make_engine(settings.ledger_url)
-        try:
-            with engine.connect() as conn:
-                if inspect(conn).has_table("heartbeats"):
-                    fresh_ms = int(settings.backup.heartbeat_fresh_seconds * 1000)
-                    rows = conn.execute(select(s.heartbeats).where(s.heartbeats.c.status == "running")
-                                        .where(s.heartbeats.c.ts_ms >= now_ms - fresh_ms)).mappings().all()
-                    for row in rows:
-                        age = max(0.0, (now_ms - row["ts_ms"]) / 1000)
-                        reasons.append(f"bot {row['bot_id']} (pid {row['pid']} on {row['host']}) sent a "
-                                       f"heartbeat {age:.0f} s ago")
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy errors: the plan already reached the ledger
-            reasons.append(f"the ledger's heartbeats cannot be read ({type(exc).__name__})")
-        finally:
-            engine.dispose()
+    fresh_ms = int(settings.backup.heartbeat_fresh_seconds * 1000)
+    try:
+        rows = fresh_running_heartbeats(settings.ledger_url, now_ms - fresh_ms)
+    except LedgerError as exc:  # the plan already reached the ledger: it is there but unreadable
+        reasons.append(exc.cause)
+        rows = []
+    for row in rows:
+        age = max(0.0, (now_ms - row["ts_ms"]) / 1000)
+        reasons.append(f"bot {row['bot_id']} (pid {row['pid']} on {row['host']}) sent a heartbeat {age:.0f} s ago")
     try:
         from sigmax_cli.risk.killswitch import KillSwitch
     except ImportError:  # the kill switch is not installed: it cannot be engaged
@@ -181,19 +171,12 @@ def _safety_backup(settings: Any, kinds: list[str], observer: Any):
 
 def _after_ledger_restore(settings: Any, result: RestoreResult, rows: list[dict[str, Any]]) -> None:
     """Put back the ``backups`` rows the restored ledger lacks; record a ``backup.restored`` event."""
-    from sqlalchemy import select
-
     from sigmax_cli.errors import SigmaxError
     from sigmax_cli.ledger import Ledger, now_ms
-    from sigmax_cli.ledger import schema as s
 
     try:
         with Ledger(settings.ledger_url) as ledger:
-            with ledger.engine.begin() as conn:
-                have = {r[0] for r in conn.execute(select(s.backups.c.path))}
-                missing = [{k: v for k, v in row.items() if k != "id"} for row in rows if row["path"] not in have]
-                if missing:
-                    conn.execute(s.backups.insert(), missing)
+            ledger.put_back_backups(rows)
             ledger.record_event(None, now_ms(), "warning", "backup.restored",
                                 f"restored {', '.join(result.kinds)} from {result.archive.name}",
                                 {"archive": str(result.archive), "members": result.kinds, "forced": result.forced,

@@ -23,8 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Limits, Outcome, Status, fmt_duration
+from sigmax_cli.ledger import reader as db
 
 
 class BackupCheck(Check):
@@ -37,15 +37,15 @@ class BackupCheck(Check):
     def run(self, ctx: CheckContext) -> list[Outcome]:
         try:
             with db.Reader(ctx.settings.ledger_url, ctx.left_s()) as reader:
-                if not reader.has_table("backups"):
+                try:
+                    newest = reader.newest_backup()
+                except LookupError:
                     return [self.skip("age", "the ledger has no backups table (an older schema)")]
-                rows = reader.query("SELECT path, created_ms, verified_ms FROM backups "
-                                    "ORDER BY created_ms DESC, id DESC LIMIT 1")
         except SigmaxError as exc:
             return [self.result("age", Status.UNKNOWN, f"cannot read backups: {exc.cause}", ctx)]
-        if not rows:
+        if newest is None:
             return [self.result("age", Status.WARNING, "no backup recorded; schedule `sigmax backup` in cron", ctx)]
-        path, created_ms, verified_ms = rows[0]
+        path, created_ms, verified_ms = newest
         age_h = round((ctx.clock() - int(created_ms)) / 3_600_000, 2)
         age = self.graded("age", age_h, "h", Limits.of(ctx.health.backup_age_h),
                           f"newest backup {Path(path).name} made {fmt_duration(age_h * 3600)} ago", ctx)

@@ -25,8 +25,8 @@ import json
 from typing import Any
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Limits, Outcome, Status, fmt_duration
+from sigmax_cli.ledger import reader as db
 
 
 class DataCheck(Check):
@@ -74,10 +74,10 @@ class DataCheck(Check):
     def _research(self, reader: db.Reader, ctx: CheckContext) -> Outcome:
         if not reader.has_table("research_items"):
             return self.skip("research_age", "the ledger has no research_items table (an older schema)")
-        rows = reader.query("SELECT max(first_seen_ms) FROM research_items")
-        if not rows or rows[0][0] is None:
+        newest_ms = reader.newest_research_ms()
+        if newest_ms is None:
             return self.skip("research_age", "no research item yet (`sigmax research` has stored none)")
-        age_s = round((ctx.clock() - int(rows[0][0])) / 1000, 1)
+        age_s = round((ctx.clock() - newest_ms) / 1000, 1)
         return self.graded("research_age", age_s, "s", Limits.of(ctx.health.research_age_s),
                            f"newest research item first seen {fmt_duration(age_s)} ago", ctx)
 
@@ -89,10 +89,7 @@ def _live_bots(reader: db.Reader, now_ms: int) -> list[dict[str, Any]] | None:
     if not reader.has_table("heartbeats"):
         return None
     lost = {run.run_id for run in reader.lost_runs(now_ms)}
-    rows = reader.query(
-        "SELECT h.bot_id, h.detail_json, r.timeframe, r.data_files_json, r.started_ms, h.ts_ms, h.run_id "
-        "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id "
-        "WHERE h.status = 'running' AND (r.status IS NULL OR r.status = 'running') ORDER BY h.bot_id")
+    rows = reader.running_bot_runs() or []
     bots = []
     for bot_id, detail_json, timeframe, files_json, started_ms, ts_ms, run_id in rows:
         if timeframe is None or _replays_files(files_json) or run_id in lost:

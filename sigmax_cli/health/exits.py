@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Outcome, Status
+from sigmax_cli.ledger import reader as db
 
 
 class ExitsCheck(Check):
@@ -34,7 +34,7 @@ class ExitsCheck(Check):
                 if not reader.has_table("heartbeats"):
                     return [self.skip("blocked", "the ledger has no heartbeats table yet")]
                 lost = {run.run_id for run in reader.lost_runs(ctx.clock())}  # gone: the heartbeat check says so
-                rows = reader.query("SELECT bot_id, status, detail_json, run_id FROM heartbeats ORDER BY bot_id")
+                rows = reader.bot_details() or []
         except SigmaxError as exc:
             return [self.result("blocked", Status.UNKNOWN, f"cannot read heartbeats: {exc.cause}", ctx)]
         running = [r[:3] for r in rows if r[1] == "running" and r[3] not in lost]

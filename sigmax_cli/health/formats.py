@@ -96,7 +96,7 @@ def perfdata(results: Iterable[CheckResult]) -> str:
 
 
 def _rank(r: CheckResult) -> tuple[int, float]:
-    value = float(r.value)
+    value = float(r.value or 0)
     if r.limits is not None and r.limits.symmetric:
         value = abs(value)
     if r.limits is not None and r.limits.lower_is_worse:
@@ -105,7 +105,7 @@ def _rank(r: CheckResult) -> tuple[int, float]:
 
 
 def _perf_item(label: str, r: CheckResult) -> str:
-    value, unit, limits = float(r.value), r.unit, r.limits
+    value, unit, limits = float(r.value or 0), r.unit, r.limits
     if unit == "h":  # not a plugin UOM: give seconds
         value, unit, limits = value * 3600, "s", limits.scaled(3600) if limits else None
     warn = crit = ""
@@ -210,7 +210,7 @@ def registry(report: HealthReport) -> Any:
         if name not in values:  # a value the catalogue does not list yet is still published, not lost
             values[name] = (build(name, reg) if name in CATALOGUE else
                             Gauge(name, value_help(r.check, r.measurement), ["component"], registry=reg))
-        values[name].labels(r.component or "").set(float(r.value) * factor)
+        values[name].labels(r.component or "").set(float(r.value or 0) * factor)
         if r.limits is not None:
             thresholds.labels(r.check, r.measurement, r.component or "", "warning").set(r.limits.warning * factor)
             thresholds.labels(r.check, r.measurement, r.component or "", "critical").set(r.limits.critical * factor)

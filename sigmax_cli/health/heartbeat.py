@@ -25,8 +25,8 @@ UNKNOWN when the ledger cannot be read (the ledger check says why).
 from __future__ import annotations
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Limits, Outcome, Status, fmt_duration
+from sigmax_cli.ledger import reader as db
 
 
 class HeartbeatCheck(Check):
@@ -43,7 +43,7 @@ class HeartbeatCheck(Check):
                 if not reader.has_table("heartbeats"):
                     return [self.skip("age", "the ledger has no heartbeats table yet")]
                 lost = reader.lost_runs(now)
-                rows = reader.query("SELECT bot_id, ts_ms, status, host, pid, run_id FROM heartbeats ORDER BY bot_id")
+                rows = reader.heartbeat_rows() or []
         except SigmaxError as exc:
             return [self.result("age", Status.UNKNOWN, f"cannot read heartbeats: {exc.cause}", ctx)]
         out: list[Outcome] = []

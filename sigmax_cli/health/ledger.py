@@ -30,8 +30,8 @@ import uuid
 from pathlib import Path
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Limits, Outcome, Status
+from sigmax_cli.ledger import reader as db
 
 
 class LedgerCheck(Check):
@@ -102,12 +102,9 @@ class LedgerCheck(Check):
     def _round_trip(self, reader: db.Reader, ctx: CheckContext) -> Outcome:
         token = f"sigmax health probe {uuid.uuid4().hex}"
         started = time.perf_counter()
-        reader.query("INSERT INTO events (run_id, ts_ms, level, kind, message) VALUES (NULL, ?, 'info', "
-                     "'health.probe', ?)", (ctx.clock(), token))
-        back = reader.query("SELECT message FROM events WHERE kind = 'health.probe' AND message = ?", (token,))
-        reader.conn.rollback()
+        read_back = reader.probe(ctx.clock(), token)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        if not back or back[0][0] != token:
+        if not read_back:
             return self.result("latency", Status.CRITICAL, "a probe row written to the ledger did not read back",
                                ctx, value=elapsed_ms, unit="ms")
         return self.graded("latency", elapsed_ms, "ms", Limits.of(ctx.health.ledger_latency_ms),

@@ -21,15 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from sigmax_cli.errors import SigmaxError
-from sigmax_cli.health import db
 from sigmax_cli.health.base import Check, CheckContext, Outcome, Status
 from sigmax_cli.health.exchange import Deadline, error_status, has_keys, open_exchange
+from sigmax_cli.ledger import reader as db
 
-OPEN_STATUSES = ("new", "open", "partially_filled")
-OPEN_ORDERS_SQL = (
-    "SELECT o.client_order_id, o.exchange_order_id, o.symbol FROM orders o JOIN runs r ON r.run_id = o.run_id "
-    "WHERE o.status IN (?, ?, ?) AND r.mode = ? AND r.exchange = ?"
-)
 SHOWN = 3
 
 
@@ -64,9 +59,7 @@ class OrdersCheck(Check):
 
     def _ledger_orders(self, ctx: CheckContext) -> list[dict[str, Any]]:
         with db.Reader(ctx.settings.ledger_url, ctx.left_s()) as reader:
-            if not reader.has_table("orders"):
-                return []
-            rows = reader.query(OPEN_ORDERS_SQL, (*OPEN_STATUSES, ctx.settings.env, ctx.settings.exchange))
+            rows = reader.open_orders(ctx.settings.env, ctx.settings.exchange) or []
         return [{"client_order_id": c, "exchange_order_id": e, "symbol": s} for c, e, s in rows]
 
     def _compare(self, ledger_orders: list[dict[str, Any]], remote: list[dict[str, Any]],

@@ -150,7 +150,7 @@ def run_checks(settings: Settings, names: Iterable[str] | None = None, *,
         future: Future = Future()
         ctx = CheckContext(settings=settings, timeout_s=timeout_s, clock=clock, deadline=t0 + timeout_s)
         threading.Thread(target=_work, args=(check, ctx, future), name=f"health-{name}", daemon=True).start()
-        pending.append((check, future, ctx.deadline))
+        pending.append((check, future, t0 + timeout_s))  # = ctx.deadline
     results: list[CheckResult] = []
     skipped: list[Skipped] = []
     for check, future, deadline in pending:

@@ -1,4 +1,4 @@
-"""Read-only access to the ledger for health checks, through the DB-API drivers directly.
+"""Light access to the ledger for health checks, through the DB-API drivers directly.
 
 Why not :class:`sigmax_cli.ledger.Ledger` (SQLAlchemy): ``sigmax health`` runs from cron
 every few minutes and is benchmarked against a bare ``import typer, rich``; importing
@@ -8,9 +8,11 @@ which the drivers the ledger already uses (``sqlite3`` from the standard library
 ``psycopg`` 3 for PostgreSQL) run directly. Opening never creates or migrates anything:
 a SQLite file is opened in ``mode=rw``, so a missing ledger is reported, not made.
 
-Table and column names are those of :mod:`sigmax_cli.ledger.schema`; the health tests
-write through the real :class:`~sigmax_cli.ledger.Ledger` and read back through here, so a
-schema change that breaks a query fails a test.
+The queries the checks need are methods of :class:`Reader` (heartbeats, open orders,
+newest research item and backup, a write-read probe), so that no SQL lives outside the
+ledger package. Table and column names are those of :mod:`sigmax_cli.ledger.schema`; the
+health tests write through the real :class:`~sigmax_cli.ledger.Ledger` and read back
+through here, so a schema change that breaks a query fails a test.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def query(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
     if _is_pg(conn):
         import psycopg
 
-        sql, errors = sql.replace("?", "%s"), psycopg.Error
+        errors: type[Exception] = psycopg.Error
+        sql = sql.replace("?", "%s")
     else:
         import sqlite3
 
@@ -223,7 +226,8 @@ class Reader:
         if _is_pg(self.conn):
             import psycopg
 
-            sql, errors = sql.replace("?", "%s"), psycopg.Error
+            errors: type[Exception] = psycopg.Error
+            sql = sql.replace("?", "%s")
         else:
             import sqlite3
 
@@ -238,3 +242,71 @@ class Reader:
         except errors as exc:
             raise LedgerError(f"the ledger refused a query ({_reason(exc)})",
                               "check the database, its permissions and free space") from None
+
+    # -- the health checks' queries (times UTC ms; amounts base units) ------------------------
+    def heartbeat_rows(self) -> list[tuple[Any, ...]] | None:
+        """``(bot_id, ts_ms, status, host, pid, run_id)`` of every bot, by bot id; ``None``
+        without a heartbeats table."""
+        if not self.has_table("heartbeats"):
+            return None
+        return self.query("SELECT bot_id, ts_ms, status, host, pid, run_id FROM heartbeats ORDER BY bot_id")
+
+    def bot_details(self) -> list[tuple[Any, ...]] | None:
+        """``(bot_id, status, detail_json, run_id)`` of every bot, by bot id; ``None`` without
+        a heartbeats table."""
+        if not self.has_table("heartbeats"):
+            return None
+        return self.query("SELECT bot_id, status, detail_json, run_id FROM heartbeats ORDER BY bot_id")
+
+    def running_bot_runs(self) -> list[tuple[Any, ...]] | None:
+        """``(bot_id, detail_json, timeframe, data_files_json, started_ms, ts_ms, run_id)`` of
+        bots that say ``running`` whose run (if any) is ``running`` too, by bot id; ``None``
+        without a heartbeats table."""
+        if not self.has_table("heartbeats"):
+            return None
+        return self.query(
+            "SELECT h.bot_id, h.detail_json, r.timeframe, r.data_files_json, r.started_ms, h.ts_ms, h.run_id "
+            "FROM heartbeats h LEFT JOIN runs r ON r.run_id = h.run_id "
+            "WHERE h.status = 'running' AND (r.status IS NULL OR r.status = 'running') ORDER BY h.bot_id")
+
+    def newest_research_ms(self) -> int | None:
+        """When the newest research item was first seen; ``None`` when there is none (or no table)."""
+        if not self.has_table("research_items"):
+            return None
+        rows = self.query("SELECT max(first_seen_ms) FROM research_items")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def newest_backup(self) -> tuple[Any, ...] | None:
+        """``(path, created_ms, verified_ms)`` of the newest catalogued backup; ``None`` when
+        there is none.
+
+        Raises:
+            LookupError: the ledger has no backups table (an older schema).
+        """
+        if not self.has_table("backups"):
+            raise LookupError("backups")
+        rows = self.query("SELECT path, created_ms, verified_ms FROM backups ORDER BY created_ms DESC, id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def open_orders(self, mode: str, exchange: str) -> list[tuple[Any, ...]] | None:
+        """``(client_order_id, exchange_order_id, symbol)`` of the orders of ``mode`` and
+        ``exchange`` runs that may still trade (new, open, partially filled); ``None`` without
+        an orders table."""
+        if not self.has_table("orders"):
+            return None
+        return self.query(
+            "SELECT o.client_order_id, o.exchange_order_id, o.symbol FROM orders o JOIN runs r ON r.run_id = o.run_id "
+            "WHERE o.status IN ('new', 'open', 'partially_filled') AND r.mode = ? AND r.exchange = ?", (mode, exchange))
+
+    def probe(self, ts_ms: int, token: str) -> bool:
+        """Write an ``events`` row (kind ``health.probe``, message ``token``) and read it back in
+        one transaction, then roll it back: True when it read back. Nothing stays written.
+
+        Raises:
+            LedgerError: the database refused the write or the read.
+        """
+        self.query("INSERT INTO events (run_id, ts_ms, level, kind, message) VALUES (NULL, ?, 'info', "
+                   "'health.probe', ?)", (ts_ms, token))
+        back = self.query("SELECT message FROM events WHERE kind = 'health.probe' AND message = ?", (token,))
+        self.conn.rollback()
+        return bool(back) and back[0][0] == token
