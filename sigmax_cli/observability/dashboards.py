@@ -82,7 +82,9 @@ def _bot() -> dict[str, Any]:
     b = _Board("sigmax-bot", "sigmax bot")
     b.variables.append(_bot_variable(multi=False))
     sel = 'instance="$instance"'
-    b.panel("Equity", "timeseries", [(f"sigmax_equity{{{sel}}}", "equity")])
+    b.panel("Equity and buy-and-hold", "timeseries",
+            [(f"sigmax_equity{{{sel}}}", "equity"), (f"sigmax_buy_and_hold_equity{{{sel}}}", "buy and hold")],
+            description="Buy and hold: the initial equity bought equally into the run's symbols on the first bar.")
     b.panel("Drawdown and its limit", "timeseries",
             [(f"sigmax_drawdown_ratio{{{sel}}}", "drawdown"),
              (f'sigmax_risk_limit_ratio{{{sel},rule="max_drawdown"}}', "limit")], unit="percentunit")
@@ -93,8 +95,10 @@ def _bot() -> dict[str, Any]:
     b.panel("Orders and fills (per 5 min)", "timeseries",
             [(f"sum by (side) (increase(sigmax_orders_total{{{sel}}}[5m]))", "orders {{side}}"),
              (f"sum by (side) (increase(sigmax_fills_total{{{sel}}}[5m]))", "fills {{side}}")])
-    b.panel("Rejections (per 15 min)", "timeseries",
-            [(f"sum by (source) (increase(sigmax_rejections_total{{{sel}}}[15m]))", "{{source}}")])
+    b.panel("Rejections by cause and risk denials (per 15 min)", "timeseries",
+            [(f"sum by (cause) (increase(sigmax_order_rejections_total{{{sel}}}[15m]))", "{{cause}}"),
+             (f"sum(increase(sigmax_risk_denials_total{{{sel}}}[15m]))", "risk denials")])
+    b.panel("Exits blocked (1 blocked)", "state-timeline", [(f"sigmax_exit_blocked{{{sel}}}", "{{symbol}}")])
     b.panel("Exchange latency p99", "timeseries",
             [(f"sigmax:exchange_latency_seconds:p99_5m{{{sel}}}", "p99")], unit="s")
     b.panel("Exchange errors by class", "timeseries",
@@ -144,6 +148,14 @@ def _health() -> dict[str, Any]:
     b.panel("Disk free and memory used", "timeseries",
             [("sigmax_health_system_disk_free_ratio", "disk free {{component}}"),
              ("sigmax_health_system_memory_used_ratio", "memory used")], unit="percentunit")
+    b.panel("Age of the newest signal", "timeseries",
+            [("time() - max by (stream) (sigmax_signal_newest_timestamp_seconds)", "{{stream}}")], unit="s")
+    b.panel("Signal consumers: unread entries", "timeseries",
+            [("sigmax_signal_consumer_lag_entries", "{{group}}")])
+    b.panel("Batch jobs: seconds since the last success", "timeseries",
+            [("time() - sigmax_job_last_success_timestamp_seconds", "{{job}} {{instance}}")], unit="s")
+    b.panel("Batch jobs: exit code of the last run", "timeseries",
+            [("sigmax_job_exit_code", "{{job}} {{instance}}")])
     b.panel("Host load per CPU (node_exporter)", "timeseries",
             [(f'node_load5{{job="{NODE_JOB}"}} / on (instance) count by (instance) '
               f'(node_cpu_seconds_total{{job="{NODE_JOB}",mode="idle"}})', "{{instance}}")])

@@ -164,18 +164,23 @@ def alerts() -> tuple[Alert, ...]:
         Alert("SigmaxExchangeDisconnected", "sigmax_exchange_connected == 0", "critical",
               "Bot {{ $labels.instance }} cannot reach the exchange",
               "The last exchange calls failed with temporary errors. `sigmax health --check exchange`.", "2m"),
-        Alert("SigmaxOrdersRejected", 'increase(sigmax_rejections_total{source="exchange"}[15m]) > 0', "warning",
-              "The exchange rejected orders of {{ $labels.instance }}",
+        Alert("SigmaxOrdersRejected", "increase(sigmax_order_rejections_total[15m]) > 0", "warning",
+              "The exchange rejected orders of {{ $labels.instance }} ({{ $labels.cause }})",
               "`sigmax report` lists the rejections and their reasons; `sigmax health --check orders` "
               "compares the ledger with the exchange."),
-        Alert("SigmaxRiskDenials", 'increase(sigmax_rejections_total{source="risk"}[15m]) > 0', "info",
+        Alert("SigmaxRiskDenials", "increase(sigmax_risk_denials_total[15m]) > 0", "info",
               "Risk rules denied orders of {{ $labels.instance }}",
               "Expected while REDUCING; otherwise see `sigmax monitor` and `sigmax report`."),
+        Alert("SigmaxExitBlocked", "sigmax_exit_blocked == 1", "critical",
+              "Bot {{ $labels.instance }} cannot exit {{ $labels.symbol }}",
+              "Its exit orders keep being refused, so risk cannot be reduced. `sigmax monitor` shows the refusal; "
+              "`sigmax panic` if the position must be closed now."),
         Alert("SigmaxExitsBlocked", f'{_sel("exits", "blocked")} >= 1', "critical",
               "Bot {{ $labels.component }} cannot exit positions",
               "Exit orders keep being refused, so risk cannot be reduced. `sigmax health --check exits` names them; "
               "`sigmax panic` if they must be closed now."),
     ]
+    out += signal_alerts() + job_alerts()
     for a in HEALTH_ALERTS:
         out.append(Alert(a.warning, f"{_sel(a.check, a.measurement)} == 1", "warning",
                          f"sigmax health: {a.what} (WARNING)", a.command))
@@ -211,3 +216,50 @@ def rules_document() -> dict[str, Any]:
          "rules": [{"record": r.name, "expr": r.expr} for r in RECORDS]},
         {"name": "sigmax-alerts", "rules": [a.rule() for a in alerts()]},
     ]}
+
+
+SIGNAL_AGE_S = (300, 900, 1800)
+"""Newest-signal ages (seconds) of the warning, critical and "no signals" alerts: 5, 15 and 30
+minutes, the thresholds of the system sigmax grew from (issue 17)."""
+_SIGNAL_AGE = "(time() - max by (stream) (sigmax_signal_newest_timestamp_seconds))"
+_SIGNAL_FIX = ("`sigmax signals tail --group NAME --once` shows the newest entries; check the cron entry of "
+               "`sigmax research --publish` and that Redis (SIGMAX_REDIS_URL) is the one it publishes to.")
+
+
+def signal_alerts() -> list[Alert]:
+    """Alerts on the signal stream: its newest entry 5-15 min old (warning), 15-30 min
+    (critical), older or none published (critical), and a consumer group behind.
+
+    The age is ``time()`` minus the newest entry's timestamp as last pushed (by ``research
+    --publish`` or ``signals tail``), so a publisher or consumer that stopped pushing makes the
+    age grow instead of freezing it.
+    """
+    warn, crit, gone = SIGNAL_AGE_S
+    return [
+        Alert("SigmaxSignalsLate", f"{_SIGNAL_AGE} > {warn} <= {crit}", "warning",
+              "The newest signal on {{ $labels.stream }} is over 5 minutes old", _SIGNAL_FIX),
+        Alert("SigmaxSignalsStale", f"{_SIGNAL_AGE} > {crit} <= {gone}", "critical",
+              "The newest signal on {{ $labels.stream }} is over 15 minutes old", _SIGNAL_FIX),
+        Alert("SigmaxSignalsMissing", f"{_SIGNAL_AGE} > {gone}", "critical",
+              "No signal on {{ $labels.stream }} for 30 minutes",
+              "Risk rules that read the sentiment have nothing current. " + _SIGNAL_FIX),
+        Alert("SigmaxSignalsAbsent", "absent(sigmax_signal_newest_timestamp_seconds)", "critical",
+              "No signal stream is reported",
+              "Nothing pushed the signal stream's state to the Pushgateway for 30 minutes: run "
+              "`sigmax research --publish --pushgateway URL` (or `sigmax signals tail --pushgateway URL`) "
+              "from cron.", f"{gone // 60}m"),
+        Alert("SigmaxSignalConsumerBehind", f"sigmax_signal_consumer_lag_seconds > {crit}", "warning",
+              "Consumer group {{ $labels.group }} is over 15 minutes behind on {{ $labels.stream }}",
+              "Its oldest unread entry waits; run `sigmax signals tail --group {{ $labels.group }}` "
+              "and check the consumer's cron entry or process."),
+    ]
+
+
+def job_alerts() -> list[Alert]:
+    """A batch job (``backup``, ``research``, ``signals tail``) whose last pushed run failed."""
+    return [
+        Alert("SigmaxBatchJobFailed", "sigmax_job_exit_code != 0", "warning",
+              "The last run of {{ $labels.job }} on {{ $labels.instance }} failed",
+              "It exited non-zero; run it by hand (`sigmax backup`, `sigmax research`, "
+              "`sigmax signals tail`) to see the error."),
+    ]
