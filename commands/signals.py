@@ -70,8 +70,10 @@ def tail(
         sys.stdout.flush()
 
     def warn(message: str) -> None:
+        from sigmax_cli.observability.push import push_warning
+
         if state.verbosity >= 0:
-            sys.stderr.write(f"warning: {message}; the signals read are not affected.\n")
+            sys.stderr.write(push_warning("signals tail", message))
             sys.stderr.flush()
 
     counted = [0]
@@ -99,8 +101,10 @@ def tail(
             done = run_tail(reader, options, write, stop,
                             on_batch=lambda n: push(reader, n) if follow and throttle() else None)
         push(reader, done)
-    except SigmaxError as exc:
-        push(reader, counted[0], exc.exit_code)
+    except (SigmaxError, KeyboardInterrupt) as exc:
+        from sigmax_cli.observability.push import exit_code_of
+
+        push(reader, counted[0], exit_code_of(exc))
         raise
     except BrokenPipeError:  # `... | head`: the reader went away; what was printed is checkpointed
         import os

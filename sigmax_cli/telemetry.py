@@ -108,12 +108,13 @@ class LiveMetrics:
         day = engine.day_start_equity
         self.daily_loss.set(max(0.0, (day - engine.equity) / day) if day > 0 else 0.0)
         for rule in engine.guard.rules:
-            if rule.name in ("max_drawdown", "daily_loss_limit"):
-                self.limits.labels(rule.name).set(float(rule.limit_pct) / 100.0)
+            limit_pct = getattr(rule, "limit_pct", None)  # the two rules with a percent limit
+            if rule.name in ("max_drawdown", "daily_loss_limit") and limit_pct is not None:
+                self.limits.labels(rule.name).set(float(limit_pct) / 100.0)
         self.last_tick.set(time.time())
         watcher = engine.killswitch  # its cached reading: no I/O here
-        state = watcher.current().state.value if watcher is not None else None
-        self.killswitch.set(KILLSWITCH_CODES.get(state, 2))  # no watcher or an unknown word: UNKNOWN
+        switch = watcher.current().state.value if watcher is not None else ""
+        self.killswitch.set(KILLSWITCH_CODES.get(switch, 2))  # no watcher or an unknown word: UNKNOWN
         current = engine.guard.state.value
         for state in ("ACTIVE", "REDUCING", "HALTED"):
             self.state.labels(state).set(1 if state == current else 0)

@@ -157,7 +157,7 @@ def test_pushed_metrics_reach_a_real_prometheus_and_answer_the_dashboards(client
     refused = sigmax(stream, "signals", "tail", "--group", "ops", "--pushgateway", f"http://127.0.0.1:{free_port()}")
     assert refused.returncode == 0 and len(refused.stdout.splitlines()) == 3
     assert refused.stderr.startswith("warning: cannot push to the Pushgateway http://127.0.0.1:")
-    assert refused.stderr.rstrip().endswith("the signals read are not affected.")
+    assert refused.stderr.rstrip().endswith("; the signals tail itself is not affected (its exit code is unchanged).")
 
     failed = sigmax(stream, "signals", "tail", "--group", "nobody", "--consumer", "box1", "--pushgateway", pushgateway)
     assert failed.returncode == 2

@@ -10,9 +10,9 @@ signal stream's state). They are pushed with prometheus-client under the Pushgat
 ``sigmax_<command>`` and the grouping key ``instance`` (this host's name unless given):
 
 * a run that succeeded replaces its group's metrics (``push_to_gateway``, HTTP PUT);
-* a run that failed adds only its exit code, failure time and duration
-  (``pushadd_to_gateway``, HTTP POST), so the last success's timestamp and figures stay
-  visible next to the failure, as the Pushgateway's documentation recommends for batch jobs.
+* a run that failed adds its exit code, failure time, duration and the figures it has
+  (``pushadd_to_gateway``, HTTP POST), so the last success's timestamp stays visible next to
+  the failure, as the Pushgateway's documentation recommends for batch jobs.
 
 A push that fails is a warning for the caller to print; it never changes the job's own exit
 code (a monitoring outage must not fail a backup). ``prometheus_client`` is imported only here,
@@ -112,26 +112,33 @@ class JobMetrics:
         return self._metrics[name]
 
     def push(self, url: str, exit_code: int) -> str | None:
-        """Push the run so far as finished with ``exit_code`` (0: success; the figures and
-        ``last_success`` replace the group's; otherwise only the outcome is added).
+        """Push the run so far as finished with ``exit_code``: 0 sets
+        ``sigmax_job_last_success_timestamp_seconds`` and replaces the group's metrics (PUT);
+        another code sets ``..._last_failure_...`` and adds to them (POST), so the last success's
+        timestamp stays. Both set ``sigmax_job_duration_seconds`` and ``sigmax_job_exit_code``.
 
         Returns:
             ``None`` when pushed, else the sentence for a warning.
         """
-        from prometheus_client import CollectorRegistry
+        ok = exit_code == 0
+        which = "success" if ok else "failure"
+        self.metric(f"sigmax_job_last_{which}_timestamp_seconds").set(time.time())
+        self.metric("sigmax_job_duration_seconds").set(time.monotonic() - self._started)
+        self.metric("sigmax_job_exit_code").set(exit_code)
+        return push_registry(url, self.job, self.registry, self.grouping, replace=ok)
 
-        from sigmax_cli.observability.metrics import build
 
-        now = time.time()
-        duration = time.monotonic() - self._started
-        if exit_code == 0:
-            reg = self.registry
-            self.metric("sigmax_job_last_success_timestamp_seconds").set(now)
-            self.metric("sigmax_job_duration_seconds").set(duration)
-            self.metric("sigmax_job_exit_code").set(0)
-            return push_registry(url, self.job, reg, self.grouping, replace=True)
-        reg = CollectorRegistry()
-        build("sigmax_job_last_failure_timestamp_seconds", reg).set(now)
-        build("sigmax_job_duration_seconds", reg).set(duration)
-        build("sigmax_job_exit_code", reg).set(exit_code)
-        return push_registry(url, self.job, reg, self.grouping, replace=False)
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code an exception leaving a command becomes: a :class:`SigmaxError`'s or a
+    Typer/Click ``Exit``'s own code, 130 for Ctrl-C, 70 (EX_SOFTWARE) for anything else."""
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 1
+    return 130 if isinstance(exc, KeyboardInterrupt) else 70
+
+
+def push_warning(command: str, message: str) -> str:
+    """The stderr line of a failed push: it never changes the job's exit code."""
+    return f"warning: {message}; the {command} itself is not affected (its exit code is unchanged).\n"

@@ -49,7 +49,9 @@ def pushgateway():
     if shutil.which("prometheus-pushgateway") is None:
         pytest.skip("prometheus-pushgateway missing: apt-get install prometheus-pushgateway")
     port = free_port()
-    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+    # Debian's default --persistence.file is /var/lib/prometheus/pushgateway.data, shared by every
+    # instance: an empty one keeps each test's pushes in its own gateway's memory
+    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
