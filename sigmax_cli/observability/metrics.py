@@ -127,7 +127,8 @@ _PUSH_METRICS = (
     _m("sigmax_job_duration_seconds", "gauge", "Wall time of the batch job's last run", (), "seconds", PUSH),
     _m("sigmax_job_exit_code", "gauge", "Exit code of the batch job's last run (0 success)", (), "1", PUSH),
     _m("sigmax_backup_size_bytes", "gauge", "Size of the archive the last backup wrote", (), "bytes", PUSH),
-    _m("sigmax_research_items", "gauge", "Research items of the last run: new (stored for the first time) and fetched (all the sources returned)",
+    _m("sigmax_research_items", "gauge", "Research items of the last run: new (stored for the first time) and fetched "
+       "(all the sources returned)",
        ("kind",), "1", PUSH),
     _m("sigmax_research_sources_failed", "gauge", "Research sources that failed in the last run", (), "1", PUSH),
 )
