@@ -18,10 +18,11 @@ def signals() -> None:
 @app.command("tail")
 def tail(
     ctx: typer.Context,
-    group: Annotated[str, typer.Option("--group", help="Consumer group: its checkpoint is resumed and advanced.",
-                                       show_default=False)],
+    group: Annotated[str, typer.Option("--group", metavar="NAME", show_default=False,
+                                       help="Consumer group: its checkpoint is resumed and advanced.")],
     consumer: Annotated[str | None, typer.Option(
-        "--consumer", help="Name of this consumer in the pushed metrics (Pushgateway instance; default: host name).",
+        "--consumer", metavar="NAME",
+        help="Name of this consumer in the pushed metrics (Pushgateway instance; default: host name).",
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     follow: Annotated[bool, typer.Option("--follow/--once", help="Keep waiting for new signals, or stop once "
@@ -29,7 +30,7 @@ def tail(
     count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Stop after N signals.")] = None,
     create: Annotated[bool, typer.Option("--create", help="Start a group that has no checkpoint yet at the oldest "
                                          "signal.")] = False,
-    stream: Annotated[str | None, typer.Option("--stream", help="Stream key (default: research.stream, "
+    stream: Annotated[str | None, typer.Option("--stream", metavar="KEY", help="Stream key (default: research.stream, "
                                                "sigmax:signals).", show_default=False)] = None,
     pushgateway: Annotated[str | None, typer.Option(
         "--pushgateway", metavar="URL", help="Also push the stream's age, the group's lag and the signals consumed "
