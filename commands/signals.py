@@ -1,7 +1,7 @@
 """``sigmax signals``: the research signal stream (Redis) from the command line."""
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,12 +59,6 @@ def tail(
 
         check_url(pushgateway)
         metrics = JobMetrics("signals", instance=consumer, grouping={"group": group})
-    settings = state.settings()
-    options = TailOptions(stream=stream or settings.research.stream, group=group, follow=follow, count=count,
-                          create=create, as_json=as_json)
-    if settings.redis_url is None:
-        raise ConfigError("signals tail reads the stream in Redis, and no Redis is configured",
-                          "set SIGMAX_REDIS_URL=redis://HOST:6379/0")
 
     def write(line: str) -> None:
         sys.stdout.write(line + "\n")
@@ -92,9 +86,15 @@ def tail(
             warn(failed)
         pushed_ok[0] = failed is None
 
-    client = None
-    reader = None
+    client: Any = None
+    reader: Any = None
     try:
+        settings = state.settings()
+        options = TailOptions(stream=stream or settings.research.stream, group=group, follow=follow,
+                              count=count, create=create, as_json=as_json)
+        if settings.redis_url is None:
+            raise ConfigError("signals tail reads the stream in Redis, and no Redis is configured",
+                              "set SIGMAX_REDIS_URL=redis://HOST:6379/0")
         client = connect(settings.redis_url.get_secret_value())
         reader = open_reader(client, options)
         stop = threading.Event()

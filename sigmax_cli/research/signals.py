@@ -28,6 +28,11 @@ nothing is lost and nothing finished is handled again. (If the process dies betw
 handler's return and the ``SET`` -- a window of one round trip -- that one entry is seen
 again: handlers with outside effects should be idempotent per entry id.)
 
+A reader's name is what ``sigmax signals tail --group NAME`` calls a consumer group
+(:mod:`sigmax_cli.research.tail`): :meth:`SignalReader.start` creates its checkpoint,
+:attr:`SignalReader.started` says whether it has one, and :meth:`SignalReader.backlog` counts
+the entries after it (the group's lag).
+
 :func:`newest_signal_age_ms` gives the age of the newest entry for ``sigmax health`` and
 the risk layer's sentiment rule (whose value :func:`latest_signal` reads), measured on the
 Redis server's clock (``TIME``) against the entry id's millisecond part (also the server's
