@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "restore": "restore",
     "health": "health",
     "observability": "observability",
+    "signals": "signals",
     "train-rl": "train_rl",
     "strategy": "strategy",
     "run": "run",

@@ -19,6 +19,17 @@ app = typer.Typer(
 )
 
 
+def _pushed(failed: str | None) -> None:
+    """Print a failed push as a warning on stderr (the backup's exit code stays its own)."""
+    if failed is not None:
+        import sys
+
+        from sigmax_cli.observability.push import push_warning
+
+        sys.stderr.write(push_warning("backup", failed))
+        sys.stderr.flush()
+
+
 def _json(ctx: typer.Context, as_json: bool) -> bool:
     return as_json or bool(ctx.meta.get("backup_json"))
 
@@ -33,14 +44,18 @@ def backup(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip re-reading the archive after writing.")
                          ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", help="Also push the backup's metrics (last success time, duration, archive "
+        "bytes, exit code) to this Prometheus Pushgateway (job sigmax_backup, instance = host name); a failed push "
+        "is a warning on stderr and never changes the exit code.")] = None,
 ) -> None:
     """Write one compressed, checksummed archive (temporary name, fsync, rename, manifest last)."""
     from sigmax_cli.errors import ConfigError
 
     ctx.meta["backup_json"] = as_json
     if ctx.invoked_subcommand is not None:
-        if tag or out or include or no_verify:
-            raise ConfigError(f"--tag, --out, --include and --no-verify make a backup, not `backup "
+        if tag or out or include or no_verify or pushgateway:
+            raise ConfigError(f"--tag, --out, --include, --no-verify and --pushgateway make a backup, not `backup "
                               f"{ctx.invoked_subcommand}`", "put them without a subcommand")
         return
     from sigmax_cli.backup import render
@@ -48,11 +63,27 @@ def backup(
     from sigmax_cli.backup.members import parse_kinds
 
     state = obj(ctx)
-    kinds = parse_kinds(include, "--include")
-    settings = state.settings(home_must_be_dir=True)
-    with render.progress(state.err_console, not as_json and state.verbosity >= 0) as observer:
-        result = create_backup(settings, tag=tag, out_dir=out, include=kinds, verify=not no_verify,
-                               observer=observer)
+    metrics = None
+    if pushgateway is not None:
+        from sigmax_cli.observability.push import JobMetrics, check_url
+
+        check_url(pushgateway)
+        metrics = JobMetrics("backup")
+    try:
+        kinds = parse_kinds(include, "--include")
+        settings = state.settings(home_must_be_dir=True)
+        with render.progress(state.err_console, not as_json and state.verbosity >= 0) as observer:
+            result = create_backup(settings, tag=tag, out_dir=out, include=kinds, verify=not no_verify,
+                                   observer=observer)
+    except (Exception, KeyboardInterrupt) as exc:
+        if metrics is not None and pushgateway is not None:
+            from sigmax_cli.observability.push import exit_code_of
+
+            _pushed(metrics.push(pushgateway, exit_code_of(exc)))
+        raise
+    if metrics is not None and pushgateway is not None:
+        metrics.metric("sigmax_backup_size_bytes").set(result.size_bytes)
+        _pushed(metrics.push(pushgateway, 0))
     if as_json:
         print_json(result.to_dict())
     else:

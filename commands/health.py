@@ -26,7 +26,7 @@ class PluginCommand(TyperCommand):
         except Exception as exc:
             if not isinstance(exc, _usage_errors()):
                 raise
-            _unknown(ctx, f"{exc.format_message()}; see sigmax health --help", as_json)
+            _unknown(ctx, f"{exc.format_message()}; see sigmax health --help", as_json)  # type: ignore[attr-defined]
             raise  # unreachable: _unknown exits
 
 
@@ -137,7 +137,7 @@ def _watch(state, settings, names: list[str], interval: float, count: int | None
 
     console = state.console
     stop = threading.Event()
-    last = []
+    last: list = []
     live = None
 
     def show(report) -> None:

@@ -28,6 +28,11 @@ def research(
     publish: Annotated[bool, typer.Option(
         "--publish", help="Append signals to the Redis stream (needs SIGMAX_REDIS_URL).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document per run on stdout.")] = False,
+    pushgateway: Annotated[str | None, typer.Option(
+        "--pushgateway", metavar="URL", help="Also push each run's metrics (last success time, duration, items, "
+        "failed sources, exit code, the newest published signal's time) to this Prometheus Pushgateway (job "
+        "sigmax_research, instance = host name); a failed push is a warning on stderr and never changes the "
+        "exit code.")] = None,
 ) -> None:
     """Gather crypto news and market context, score sentiment, store new items in the ledger.
 
@@ -44,6 +49,12 @@ def research(
     if not watch and (interval is not None or runs is not None):
         raise ConfigError("--interval and --runs only apply with --watch", "add --watch or drop them")
     state = obj(ctx)
+    metrics = None
+    if pushgateway is not None:
+        from sigmax_cli.observability.push import JobMetrics, check_url
+
+        check_url(pushgateway)
+        metrics = JobMetrics("research")
     settings = state.settings(overrides={"research": {"sources": sources, "feeds": feeds, "symbols": symbols}})
     options = ResearchOptions(publish=publish, watch=watch, interval_s=300.0 if interval is None else interval,
                               max_runs=runs)
@@ -54,7 +65,26 @@ def research(
 
         live = Live(console=console, auto_refresh=False, transient=False)
 
+    def push(exit_code: int, result=None) -> None:
+        if metrics is None or pushgateway is None:
+            return
+        from sigmax_cli.observability.push import push_warning
+
+        if result is not None:
+            metrics.metric("sigmax_research_items").labels("new").set(result.new_count)
+            metrics.metric("sigmax_research_items").labels("fetched").set(len(result.items))
+            metrics.metric("sigmax_research_sources_failed").set(sum(1 for s in result.sources if s.failed))
+            if result.published and result.published["ids"]:
+                newest_ms = int(str(result.published["ids"][-1]).split("-")[0])  # the entry id's time, Redis clock
+                metrics.metric("sigmax_signal_newest_timestamp_seconds").labels(
+                    result.published["stream"]).set(newest_ms / 1000)
+        failed = metrics.push(pushgateway, exit_code)
+        if failed is not None and state.verbosity >= 0:
+            sys.stderr.write(push_warning("research", failed))
+            sys.stderr.flush()
+
     def show(result) -> None:
+        push(result.exit_code, result)
         if state.verbosity >= 0:
             for s in result.sources:
                 if s.failed:  # one line each, unwrapped (rich would wrap at 80 columns off a terminal)
@@ -72,12 +102,18 @@ def research(
             sys.stdout.flush()
 
     stop = threading.Event()
-    with stop_on_signals(stop):
-        if live is not None:
-            with live:
+    try:
+        with stop_on_signals(stop):
+            if live is not None:
+                with live:
+                    result = research(settings, options, stop, on_result=show)
+            else:
                 result = research(settings, options, stop, on_result=show)
-        else:
-            result = research(settings, options, stop, on_result=show)
+    except (Exception, KeyboardInterrupt) as exc:  # before any run finished (Redis down, no ledger)
+        from sigmax_cli.observability.push import exit_code_of
+
+        push(exit_code_of(exc))
+        raise
     if result.exit_code == EXIT_UNAVAILABLE:
         from sigmax_cli.research.engine import AllSourcesFailed
 

@@ -757,11 +757,17 @@ class Engine:
         self._flush()
 
     # -- reporting ---------------------------------------------------------------------------
+    @property
+    def benchmark_equity(self) -> float:
+        """Buy-and-hold benchmark, quote currency: the initial equity split equally over the
+        symbols, each bought at its first bar's open after the taker fee, marked at the last close."""
+        return self._bench_cash + sum(q * self.marks.get(s, 0.0) for s, q in self._bench_qty.items())
+
     def summary(self, status: str) -> RunSummary:
         """The run's figures so far, as ``status``."""
         elapsed = max(time.monotonic() - self._started, 1e-9) if self._started else 0.0
         cfg = self.cfg
-        bench = self._bench_cash + sum(q * self.marks.get(s, 0.0) for s, q in self._bench_qty.items())
+        bench = self.benchmark_equity
         return RunSummary(
             run_id=cfg.run_id, mode=cfg.mode, status=status, symbols=self.symbols, timeframe=self.feed.timeframe,
             bars=self.bars_done, steps=self.steps_done, orders=self.orders, fills=self.fills,

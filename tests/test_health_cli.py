@@ -370,44 +370,22 @@ def test_local_checks_import_no_heavy_library(home):
     assert exit_code == "2" and heavy == ""  # CRITICAL: there is no ledger there
 
 
-@pytest.mark.skipif(__import__("shutil").which("prometheus-pushgateway") is None,
-                    reason="prometheus-pushgateway missing: apt-get install prometheus-pushgateway")
-def test_pushgateway_receives_the_metrics_and_a_failed_push_is_critical(cli, home, tmp_path):
+def test_pushgateway_receives_the_metrics_and_a_failed_push_is_critical(cli, home, pushgateway):
     """Debian's Pushgateway on a free port gets the same metrics as the textfile (job
     sigmax_health, instance = host); a push to a closed port is a CRITICAL health:pushgateway."""
     import socket
-    import urllib.request
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    gateway, closed = ports
-    proc = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def up() -> bool:
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{gateway}/-/ready", timeout=2).status == 200
-            except OSError:
-                return False
+    from tests.support.fixtures import free_port, pushed
 
-        deadline = time.monotonic() + 60
-        while not up() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        result = cli("health", "--check", "system", "--pushgateway", f"http://127.0.0.1:{gateway}", env=HOST_UNGRADED)
-        assert result.exit_code == 0, result.stdout + result.stderr
-        text = urllib.request.urlopen(f"http://127.0.0.1:{gateway}/metrics", timeout=5).read().decode()
-        families = {f.name: f for f in text_string_to_metric_families(text)}
-        (status,) = families["sigmax_health_status"].samples
-        assert status.value == 0 and status.labels["job"] == "sigmax_health"
-        assert status.labels["instance"] == socket.gethostname()
-        assert any(s.labels.get("check") == "system" for s in families["sigmax_health_check_status"].samples)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    result = cli("health", "--check", "system", "--pushgateway", pushgateway, env=HOST_UNGRADED)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    families = pushed(pushgateway)
+    (status,) = families["sigmax_health_status"].samples
+    assert status.value == 0 and status.labels["job"] == "sigmax_health"
+    assert status.labels["instance"] == socket.gethostname()
+    assert any(s.labels.get("check") == "system" for s in families["sigmax_health_check_status"].samples)
 
+    closed = free_port()
     failed = cli("health", "--check", "system", "--pushgateway", f"http://127.0.0.1:{closed}", env=HOST_UNGRADED)
     assert failed.exit_code == 2
     assert f"[CRITICAL] health:pushgateway - cannot push to the Pushgateway http://127.0.0.1:{closed}" in failed.stdout

@@ -23,6 +23,12 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: 
 
 RUN = {"job": "sigmax-run", "instance": "bot1:9108"}
 NODE = {"job": "node", "instance": "host:9100"}
+PUSH_BACKUP = {"job": "sigmax_backup", "instance": "host1"}
+PUSH_RESEARCH = {"job": "sigmax_research", "instance": "host1", "stream": "sigmax:signals"}
+PUSH_TAIL = {"job": "sigmax_signals", "instance": "host1"}
+STREAM = {"stream": "sigmax:signals"}
+GROUP = {"stream": "sigmax:signals", "group": "ops"}
+NEWEST = "sigmax_signal_newest_timestamp_seconds"
 
 
 def _series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
@@ -92,13 +98,33 @@ CASES: dict[str, tuple[list, list, str, dict[str, str]]] = {
     "SigmaxExchangeLatencyHigh": (_latency(fast=False), _latency(fast=True), "15m", RUN),
     "SigmaxExchangeDisconnected": ([_series("sigmax_exchange_connected", RUN, "0x20")],
                                    [_series("sigmax_exchange_connected", RUN, "1x20")], "5m", RUN),
-    "SigmaxOrdersRejected": ([_series("sigmax_rejections_total", {**RUN, "source": "exchange"}, "0 0 1x20")],
-                             [_series("sigmax_rejections_total", {**RUN, "source": "exchange"}, "0x20"),
-                              _series("sigmax_rejections_total", {**RUN, "source": "risk"}, "0 0 1x20")],
-                             "2m", {**RUN, "source": "exchange"}),
-    "SigmaxRiskDenials": ([_series("sigmax_rejections_total", {**RUN, "source": "risk"}, "0 0 1x20")],
-                          [_series("sigmax_rejections_total", {**RUN, "source": "risk"}, "0x20")],
-                          "2m", {**RUN, "source": "risk"}),
+    "SigmaxOrdersRejected": ([_series("sigmax_order_rejections_total", {**RUN, "cause": "precision"}, "0 0 1x20")],
+                             [_series("sigmax_order_rejections_total", {**RUN, "cause": "precision"}, "0x20"),
+                              _series("sigmax_risk_denials_total", RUN, "0 0 1x20")],
+                             "2m", {**RUN, "cause": "precision"}),
+    "SigmaxRiskDenials": ([_series("sigmax_risk_denials_total", RUN, "0 0 1x20")],
+                          [_series("sigmax_risk_denials_total", RUN, "0x20"),
+                           _series("sigmax_order_rejections_total", {**RUN, "cause": "precision"}, "0 0 1x20")],
+                          "2m", RUN),
+    "SigmaxExitBlocked": ([_series("sigmax_exit_blocked", {**RUN, "symbol": "BTC/USDT"}, "1x10")],
+                          [_series("sigmax_exit_blocked", {**RUN, "symbol": "BTC/USDT"}, "0x10")],
+                          "1m", {**RUN, "symbol": "BTC/USDT"}),
+    # the newest signal's timestamp as pushed; its age is time() - value (eval time in seconds)
+    "SigmaxSignalsLate": ([_series(NEWEST, PUSH_RESEARCH, "0x40")], [_series(NEWEST, PUSH_RESEARCH, "300x40")],
+                          "7m", STREAM),  # 420 s old fires; 120 s old stays silent
+    "SigmaxSignalsStale": ([_series(NEWEST, PUSH_RESEARCH, "0x80")], [_series(NEWEST, PUSH_RESEARCH, "600x80")],
+                           "20m", STREAM),  # 1200 s fires; 600 s is only late
+    "SigmaxSignalsMissing": ([_series(NEWEST, PUSH_RESEARCH, "0x80")],
+                             [_series(NEWEST, PUSH_RESEARCH, "600x80"),  # 1500 s: stale, not missing
+                              _series(NEWEST, {**PUSH_TAIL, "stream": "sigmax:signals"}, "0x80")],  # max: freshest
+                             "35m", STREAM),
+    "SigmaxSignalsAbsent": ([_series("up", NODE, "1x100")], [_series(NEWEST, PUSH_RESEARCH, "0+30x100")], "35m", {}),
+    "SigmaxSignalConsumerBehind": (
+        [_series("sigmax_signal_consumer_lag_seconds", {**PUSH_TAIL, **GROUP}, "1000x10")],
+        [_series("sigmax_signal_consumer_lag_seconds", {**PUSH_TAIL, **GROUP}, "100x10")], "1m",
+        {**PUSH_TAIL, **GROUP}),
+    "SigmaxBatchJobFailed": ([_series("sigmax_job_exit_code", PUSH_BACKUP, "0 0 2x10")],
+                             [_series("sigmax_job_exit_code", PUSH_BACKUP, "2 2 0x10")], "2m", PUSH_BACKUP),
     "SigmaxExitsBlocked": ([_status("exits", "blocked", "2x10", "bot1")], [_status("exits", "blocked", "0x10", "bot1")],
                            "1m", _status_labels("exits", "blocked", "bot1")),
     "SigmaxHealthCheckWarning": ([_status("redis", "memory", "1x10")],

@@ -126,7 +126,7 @@ def test_reader_names_and_redis_faults(client, redis_prefix):
     from sigmax_cli.errors import ConfigError
     from sigmax_cli.research.signals import StreamUnavailable
 
-    with pytest.raises(ConfigError, match="reader name"):
+    with pytest.raises(ConfigError, match="consumer group name"):
         SignalReader(client, f"{redis_prefix}s", "has space")
     port = _closed_port()
     with pytest.raises(StreamUnavailable) as err:

@@ -258,21 +258,15 @@ PUSH_JOB = "sigmax_health"
 
 
 def check_pushgateway(url: str) -> None:
-    """Refuse a ``--pushgateway`` URL that is not ``http(s)://host[:port][/path]``, before any check runs.
+    """Refuse a ``--pushgateway`` URL that is not ``http(s)://host[:port][/path]``, before any
+    check runs (:func:`sigmax_cli.observability.push.check_url`).
 
     Raises:
         ConfigError: another scheme, no host, or a port that is not a number.
     """
-    from urllib.parse import urlsplit
+    from sigmax_cli.observability.push import check_url
 
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--pushgateway {url} is not an http(s) URL",
-                          "pass the Pushgateway's address, e.g. http://127.0.0.1:9091")
+    check_url(url)
 
 
 def push_prometheus(report: HealthReport, url: str, timeout_s: float = 5.0) -> bool:
@@ -281,19 +275,16 @@ def push_prometheus(report: HealthReport, url: str, timeout_s: float = 5.0) -> b
 
     A push that fails (refused, timed out, an HTTP error) becomes a CRITICAL result
     ``health:pushgateway`` in ``report`` (:meth:`HealthReport.own_failure`): the run's output
-    says so and exits 2. Returns whether the push succeeded.
+    says so and exits 2 (health is the monitor: its own failure to report is not a warning).
+    Returns whether the push succeeded.
     """
     import socket
 
-    from prometheus_client import push_to_gateway
+    from sigmax_cli.observability.push import push_registry
 
-    try:
-        push_to_gateway(url, job=PUSH_JOB, registry=registry(report), grouping_key={"instance": socket.gethostname()},
-                        timeout=timeout_s)
-    except OSError as exc:  # urllib's URLError/HTTPError and prometheus_client's IOError on a non-2xx reply
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc) or type(exc).__name__
-        report.own_failure("pushgateway", f"cannot push to the Pushgateway {url} ({reason}); "
-                           "it still serves the previous push")
+    failed = push_registry(url, PUSH_JOB, registry(report), {"instance": socket.gethostname()}, timeout_s=timeout_s)
+    if failed is not None:
+        report.own_failure("pushgateway", f"{failed}; it still serves the previous push")
         return False
     return True
 

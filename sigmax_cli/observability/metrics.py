@@ -1,7 +1,8 @@
 """The one catalogue of the Prometheus metrics sigmax publishes.
 
 ``sigmax run --metrics-port`` (:class:`sigmax_cli.telemetry.LiveMetrics`) and ``sigmax health
---prometheus FILE`` (:func:`sigmax_cli.health.formats.prometheus_text`) build their collectors
+--prometheus FILE`` (:func:`sigmax_cli.health.formats.prometheus_text`) and the batch jobs'
+Pushgateway pushes (:mod:`sigmax_cli.observability.push`) build their collectors
 from :data:`CATALOGUE` through :func:`build`, and the alert rules and dashboards of
 ``sigmax observability export`` (:mod:`sigmax_cli.observability.export`) refer to metrics by
 these names only; a test checks every name the rules and dashboards use is here, so renaming
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 MetricType = Literal["counter", "gauge", "histogram"]
-Source = Literal["run", "health"]
+Source = Literal["run", "health", "push"]
 
 STATUS_CODES = "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
 """The values of ``sigmax_health_status`` and ``sigmax_health_check_status``."""
@@ -37,8 +38,10 @@ class Metric:
         labels: label names, in order.
         unit: the base unit of the value (``seconds``, ``ratio``, ``bytes``, ``quote``
             currency, ``state`` code, ``1`` for counts and flags).
-        source: who publishes it: ``run`` (``sigmax run --metrics-port``) or ``health`` (the
-            ``health --prometheus`` textfile read by node_exporter).
+        source: who publishes it: ``run`` (``sigmax run --metrics-port``), ``health`` (the
+            ``health --prometheus`` textfile read by node_exporter) or ``push`` (the batch jobs
+            ``backup``, ``research`` and ``signals tail`` with ``--pushgateway URL``; the
+            Pushgateway adds the ``job`` and ``instance`` labels of the push).
     """
 
     name: str
@@ -65,7 +68,14 @@ HEALTH = "health"
 _RUN_METRICS = (
     _m("sigmax_orders_total", "counter", "Orders placed on the exchange", ("symbol", "side")),
     _m("sigmax_fills_total", "counter", "Executions of the run's orders", ("symbol", "side")),
-    _m("sigmax_rejections_total", "counter", "Orders refused (exchange) or denied (risk)", ("source",)),
+    _m("sigmax_order_rejections_total", "counter", "Orders the exchange refused, by cause (OrderRejected.kind)",
+       ("cause",)),
+    _m("sigmax_risk_denials_total", "counter", "Orders the risk guard denied before they reached the exchange"),
+    _m("sigmax_exit_blocked", "gauge", "1 while a symbol's exit is blocked (exit orders refused again and again)",
+       ("symbol",)),
+    _m("sigmax_buy_and_hold_equity", "gauge",
+       "Buy-and-hold benchmark: initial equity bought equally into the run's symbols on its first bar, "
+       "marked to market, quote currency", (), "quote"),
     _m("sigmax_exchange_errors_total", "counter", "Failed exchange calls by error class", ("error_class",)),
     _m("sigmax_ticks_total", "counter", "Closed bars processed"),
     _m("sigmax_exchange_latency_seconds", "histogram", "Exchange call latency", ("method",), "seconds"),
@@ -94,6 +104,33 @@ _HEALTH_METRICS = (
        ("check", "measurement", "component"), "state", HEALTH),
     _m("sigmax_health_threshold", "gauge", "Warning and critical thresholds, in the base unit of the value.",
        ("check", "measurement", "component", "level"), "1", HEALTH),
+)
+
+PUSH = "push"
+_PUSH_METRICS = (
+    _m("sigmax_signal_newest_timestamp_seconds", "gauge",
+       "When the newest entry of the signal stream was appended (Unix time, Redis server clock)", ("stream",),
+       "seconds", PUSH),
+    _m("sigmax_signal_age_seconds", "gauge", "Age of the newest entry of the signal stream when measured",
+       ("stream",), "seconds", PUSH),
+    _m("sigmax_signal_consumer_lag_entries", "gauge", "Entries of the stream after a group's checkpoint (unread)",
+       ("stream", "group"), "1", PUSH),
+    _m("sigmax_signal_consumer_lag_seconds", "gauge",
+       "Age of the oldest entry after a group's checkpoint when measured (0 when none is unread)",
+       ("stream", "group"), "seconds", PUSH),
+    _m("sigmax_signal_consumed_total", "counter", "Entries this consumer process handled and checkpointed",
+       ("stream", "group"), "1", PUSH),
+    _m("sigmax_job_last_success_timestamp_seconds", "gauge", "When the batch job last finished with exit 0 "
+       "(Unix time)", (), "seconds", PUSH),
+    _m("sigmax_job_last_failure_timestamp_seconds", "gauge", "When the batch job last finished with a non-zero "
+       "exit (Unix time)", (), "seconds", PUSH),
+    _m("sigmax_job_duration_seconds", "gauge", "Wall time of the batch job's last run", (), "seconds", PUSH),
+    _m("sigmax_job_exit_code", "gauge", "Exit code of the batch job's last run (0 success)", (), "1", PUSH),
+    _m("sigmax_backup_size_bytes", "gauge", "Size of the archive the last backup wrote", (), "bytes", PUSH),
+    _m("sigmax_research_items", "gauge", "Research items of the last run: new (stored for the first time) and fetched "
+       "(all the sources returned)",
+       ("kind",), "1", PUSH),
+    _m("sigmax_research_sources_failed", "gauge", "Research sources that failed in the last run", (), "1", PUSH),
 )
 
 # health's observed values: (check, measurement, unit as the check reports it). The textfile
@@ -143,7 +180,8 @@ _VALUE_METRICS = tuple(
     _m(value_name(c, m, u), "gauge", value_help(c, m), ("component",), BASE_UNITS[u][2], HEALTH)
     for c, m, u in HEALTH_VALUES)
 
-CATALOGUE: dict[str, Metric] = {m.name: m for m in (*_RUN_METRICS, *_HEALTH_METRICS, *_VALUE_METRICS)}
+CATALOGUE: dict[str, Metric] = {m.name: m for m in (*_RUN_METRICS, *_HEALTH_METRICS, *_PUSH_METRICS,
+                                                     *_VALUE_METRICS)}
 """Every metric sigmax publishes, by exposed name."""
 
 

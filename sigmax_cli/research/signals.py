@@ -28,6 +28,11 @@ nothing is lost and nothing finished is handled again. (If the process dies betw
 handler's return and the ``SET`` -- a window of one round trip -- that one entry is seen
 again: handlers with outside effects should be idempotent per entry id.)
 
+A reader's name is what ``sigmax signals tail --group NAME`` calls a consumer group
+(:mod:`sigmax_cli.research.tail`): :meth:`SignalReader.start` creates its checkpoint,
+:attr:`SignalReader.started` says whether it has one, and :meth:`SignalReader.backlog` counts
+the entries after it (the group's lag).
+
 :func:`newest_signal_age_ms` gives the age of the newest entry for ``sigmax health`` and
 the risk layer's sentiment rule (whose value :func:`latest_signal` reads), measured on the
 Redis server's clock (``TIME``) against the entry id's millisecond part (also the server's
@@ -156,7 +161,8 @@ class SignalReader:
 
     def __init__(self, client, stream: str, reader: str) -> None:
         if not _READER.match(reader or ""):
-            raise ConfigError(f"reader name {reader!r} is not allowed", "use letters, digits, '_', '.', ':' or '-'")
+            raise ConfigError(f"consumer group name {reader!r} is not allowed",
+                              "use letters, digits, '_', '.', ':' or '-'")
         self.client = client
         self.stream = stream
         self.reader = reader
@@ -177,6 +183,29 @@ class SignalReader:
         # redis-py answers [[stream, [(id, fields), ...]]] (RESP2) or {stream: [[...]]} (RESP3)
         entries = answer[0][1] if isinstance(answer, list) else next(iter(answer.values()))[0]
         return [Signal(str(entry_id), dict(fields)) for entry_id, fields in entries]
+
+    @property
+    def started(self) -> bool:
+        """Whether this reader (consumer group) has a checkpoint on the stream yet."""
+        return bool(self._call(self.client.exists, self.checkpoint_key))
+
+    def start(self, at: str = "0-0") -> bool:
+        """Create this reader's checkpoint at ``at`` (``0-0``: before the oldest entry) unless it
+        has one (``SET NX``); whether it was created."""
+        if not _ID.match(at):
+            raise ValueError(f"{at!r} is not a stream entry id")
+        return bool(self._call(self.client.set, self.checkpoint_key, at, nx=True))
+
+    def backlog(self, limit: int = 100_000) -> tuple[int, int | None]:
+        """Entries after the checkpoint (not yet finished) and the oldest one's time (UTC ms,
+        ``None`` when there is none), counting at most ``limit`` (a stream is capped at
+        ``research.stream_max_len``, 10,000 by default, so the count is exact in practice).
+
+        Raises:
+            StreamUnavailable: Redis failed.
+        """
+        entries = self._call(self.client.xrange, self.stream, f"({self.checkpoint}", "+", count=limit)
+        return len(entries), (Signal(str(entries[0][0]), {}).ms if entries else None)
 
     def commit(self, signal_id: str) -> None:
         """Persist ``signal_id`` as finished: the next :meth:`read` (in any process) starts after it."""
@@ -204,6 +233,59 @@ class SignalReader:
             raise _unavailable(_client_url(self.client), exc) from None
 
 
+def check_stream(client, stream: str) -> None:
+    """Refuse a stream key that does not exist or holds another type.
+
+    Raises:
+        ConfigError: no key ``stream``, or it is not a stream.
+        StreamUnavailable: Redis failed.
+    """
+    import redis
+
+    try:
+        kind = client.type(stream)
+    except redis.RedisError as exc:
+        raise _unavailable(_client_url(client), exc) from None
+    if kind == "none":
+        raise ConfigError(f"the signal stream {stream!r} does not exist in this Redis",
+                          "check research.stream (SIGMAX_RESEARCH__STREAM) and SIGMAX_REDIS_URL, or publish first "
+                          "with `sigmax research --publish`")
+    if kind != "stream":
+        raise ConfigError(f"the Redis key {stream!r} is a {kind}, not a stream",
+                          "point research.stream (SIGMAX_RESEARCH__STREAM) at the signal stream")
+
+
+def server_time_ms(client) -> int:
+    """The Redis server's clock (``TIME``), UTC ms: the clock entry ids are made with.
+
+    Raises:
+        StreamUnavailable: Redis failed.
+    """
+    import redis
+
+    try:
+        seconds, micros = client.time()
+    except redis.RedisError as exc:
+        raise _unavailable(_client_url(client), exc) from None
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def newest_signal_ms(client, stream: str = DEFAULT_STREAM) -> int | None:
+    """When the newest entry of ``stream`` was appended (its id's time part, UTC ms, Redis
+    server clock); ``None`` when the stream is empty or absent.
+
+    Raises:
+        StreamUnavailable: Redis failed.
+    """
+    import redis
+
+    try:
+        newest = client.xrevrange(stream, count=1)
+    except redis.RedisError as exc:
+        raise _unavailable(_client_url(client), exc) from None
+    return Signal(str(newest[0][0]), {}).ms if newest else None
+
+
 def newest_signal_age_ms(client, stream: str = DEFAULT_STREAM, now_ms: int | None = None) -> int | None:
     """Age of the newest entry of ``stream`` in ms, ``None`` when the stream is empty or absent.
 
@@ -213,18 +295,12 @@ def newest_signal_age_ms(client, stream: str = DEFAULT_STREAM, now_ms: int | Non
     Raises:
         StreamUnavailable: Redis failed.
     """
-    import redis
-
-    try:
-        newest = client.xrevrange(stream, count=1)
-        if not newest:
-            return None
-        if now_ms is None:
-            seconds, micros = client.time()
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-    except redis.RedisError as exc:
-        raise _unavailable(_client_url(client), exc) from None
-    return max(0, now_ms - Signal(str(newest[0][0]), {}).ms)
+    newest = newest_signal_ms(client, stream)
+    if newest is None:
+        return None
+    if now_ms is None:
+        now_ms = server_time_ms(client)
+    return max(0, now_ms - newest)
 
 
 def latest_signal(client, stream: str = DEFAULT_STREAM, coin: str = "*", scan: int = 200) -> Signal | None:
