@@ -36,9 +36,9 @@ WINDOW = 32
 
 def build_env(data: Path):
     from sigmax_cli.data.candles import load_candles
+    from sigmax_cli.rl.dataset import prepare_dataset
     from sigmax_cli.rl.env import TradingEnv
     from sigmax_cli.rl.features import FeatureSpec
-    from sigmax_cli.rl.train import prepare_dataset
 
     dataset = prepare_dataset(load_candles(data), FeatureSpec(), WINDOW, 0.2, 0.2)
     return lambda: TradingEnv(dataset.market, dataset.features, WINDOW, dataset.segments["train"],

@@ -58,7 +58,7 @@ def train_rl(
     from sigmax_cli.rl import require_extra
 
     require_extra("train-rl and RL policies")
-    from sigmax_cli.rl.train import TrainOptions
+    from sigmax_cli.rl.options import TrainOptions
     from sigmax_cli.rl.train import train_rl as run
     from sigmax_cli.signals import stop_on_signals
 
@@ -83,8 +83,7 @@ def train_rl(
 def _observer(state, as_json: bool):
     from contextlib import nullcontext
 
-    from sigmax_cli.rl.progress import PlainTrainProgress, RichTrainProgress
-    from sigmax_cli.rl.train import NullTrainObserver
+    from sigmax_cli.rl.progress import NullTrainObserver, PlainTrainProgress, RichTrainProgress
 
     stream = sys.stderr if as_json else sys.stdout
     if state.verbosity < 0 or (as_json and not stream.isatty()):

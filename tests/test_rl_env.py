@@ -17,6 +17,7 @@ from sigmax_cli.brokers.base import OrderRequest  # noqa: E402
 from sigmax_cli.brokers.paper import PaperBroker  # noqa: E402
 from sigmax_cli.data.candles import load_candles  # noqa: E402
 from sigmax_cli.errors import DataError  # noqa: E402
+from sigmax_cli.rl.dataset import prepare_dataset  # noqa: E402
 from sigmax_cli.rl.env import FLAT, HOLD, LONG, CostModel, TradingEnv  # noqa: E402
 from sigmax_cli.rl.features import (  # noqa: E402
     BASE_FEATURES,
@@ -26,7 +27,6 @@ from sigmax_cli.rl.features import (  # noqa: E402
     load_fear_greed,
     raw_features,
 )
-from sigmax_cli.rl.train import prepare_dataset  # noqa: E402
 from sigmax_cli.strategies.base import Bar  # noqa: E402
 from tests.conftest import FREQTRADE_1H  # noqa: E402
 

@@ -145,7 +145,7 @@ def evaluate_test(dataset: Any, policy: Any, costs: CostModel, initial_equity: f
     """Play the test part with the policy and the three references (module docstring).
 
     Args:
-        dataset: a :class:`~sigmax_cli.rl.train.Dataset`.
+        dataset: a :class:`~sigmax_cli.rl.dataset.Dataset`.
         policy: a stable-baselines3 policy (``model.policy``).
         costs, initial_equity: the paper account (quote currency).
         strategy_settings: :class:`~sigmax_cli.settings.StrategySettings` of the rule strategy.

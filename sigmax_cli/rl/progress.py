@@ -1,14 +1,54 @@
-"""Observers of a training run (:class:`sigmax_cli.rl.train.TrainObserver`): a rich progress
-bar for terminals and plain lines for cron and pipes.
+"""Observers of a training run (:class:`TrainObserver`): a rich progress bar for terminals,
+plain lines for cron and pipes, nothing (:class:`NullTrainObserver`).
 
-Both are context managers; use them around :func:`sigmax_cli.rl.train.train_rl`.
+The first two are context managers; use them around :func:`sigmax_cli.rl.train.train_rl`.
+Steps shown never exceed the total (PPO and A2C train in whole rollouts, so the step count
+can end past the budget, and a resumed run starts part-way).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
+
+
+class TrainObserver(Protocol):
+    """Receives training progress; every method is optional in spirit (implement all)."""
+
+    def on_start(self, total: int, done: int) -> None:
+        """Training starts at ``done`` of ``total`` timesteps (``done > 0`` when resumed)."""
+
+    def on_progress(self, done: int, total: int) -> None:
+        """``done`` timesteps so far."""
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        """A validation pass ended (returns of the whole validation part, percent)."""
+
+    def on_stage(self, text: str) -> None:
+        """A step after training began (``"testing"``, ``"saving"``)."""
+
+    def on_finish(self) -> None:
+        """Done (also after an error)."""
+
+
+class NullTrainObserver:
+    """Ignores everything (tests, ``--quiet``, ``--json`` under cron)."""
+
+    def on_start(self, total: int, done: int) -> None:
+        return None
+
+    def on_progress(self, done: int, total: int) -> None:
+        return None
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        return None
+
+    def on_stage(self, text: str) -> None:
+        return None
+
+    def on_finish(self) -> None:
+        return None
 
 
 class RichTrainProgress:

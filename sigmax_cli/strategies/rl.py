@@ -35,7 +35,7 @@ from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError
 from sigmax_cli.rl.env import FLAT, LONG, account_state, observation_size, window_matrix
 from sigmax_cli.rl.features import SentimentSeries, load_fear_greed, raw_features
-from sigmax_cli.rl.model import check_compatible, load_model
+from sigmax_cli.rl.model import LoadedModel, check_compatible, load_model
 from sigmax_cli.strategies.base import Bar, Features, PositionView, Signal
 
 CACHE_ENTRIES = 64
@@ -47,7 +47,9 @@ class RLStrategy:
 
     Args:
         model_path: the model zip (its metadata JSON beside it).
-        settings: the invocation's settings (``rl.sentiment_file``); optional.
+        settings: the invocation's settings (``rl.sentiment_file``, ``rl.allow_other_symbol``); optional.
+        model: the model already in memory (train-rl's replay of its test part); ``None`` =
+            read ``model_path``.
 
     Attributes:
         warmup: bars before the first decision: the features' warm-up plus ``window - 1``.
@@ -62,8 +64,8 @@ class RLStrategy:
 
     name = "rl"
 
-    def __init__(self, model_path: Path, settings: Any = None) -> None:
-        self.model = load_model(model_path)
+    def __init__(self, model_path: Path, settings: Any = None, *, model: LoadedModel | None = None) -> None:
+        self.model = model if model is not None else load_model(model_path)
         meta = self.model.meta
         self.meta = meta
         self.window = meta.window
