@@ -31,6 +31,8 @@ from sigmax_cli.data.timeframes import bars_per_year
 from sigmax_cli.report.metrics import bar_returns, max_drawdown, round_trips, sharpe_ratio, total_return_pct
 from sigmax_cli.rl.env import FLAT, HOLD, LONG, CostModel, TradingEnv
 
+ENVIRONMENT_BASIS = "environment: the whole balance in every position, no risk guard"
+"""What the environment's table assumes (shown with it, and in ``--json``)."""
 Decide = Callable[[TradingEnv, np.ndarray], int]
 """``(env, observation) -> action``, called once per bar before the step."""
 
@@ -60,7 +62,7 @@ class Evaluation:
         return next(r for r in self.results if r.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "bars": self.bars,
+        return {"basis": ENVIRONMENT_BASIS, "start_ms": self.start_ms, "end_ms": self.end_ms, "bars": self.bars,
                 "strategies": {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in self.results}}
 
 

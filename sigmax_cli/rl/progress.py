@@ -132,7 +132,8 @@ class PlainTrainProgress:
         self._print(f"training {total:,} steps" + (f", resuming at {done:,}" if done else ""))
 
     def on_progress(self, done: int, total: int) -> None:
-        mark = int(100.0 * min(done, total) / total // self.every_pct) if total else 0
+        done = min(done, total)
+        mark = int(100.0 * done / total // self.every_pct) if total else 0
         if mark > self._mark:
             self._mark = mark
             self._print(f"step {done:,}/{total:,} ({100.0 * done / total:.0f}%) "

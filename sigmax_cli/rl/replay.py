@@ -61,8 +61,14 @@ class PaperReplay:
     fees: float
     trading_state: str
 
+    @property
+    def basis(self) -> str:
+        """What this table assumes, in words (shown with it, and in ``--json``)."""
+        return (f"paper engine: profile {self.profile}, {self.position_fraction * 100:g} % of equity per position, "
+                "the profile's risk guard")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"basis": self.basis, **asdict(self)}
 
 
 def paper_markets(settings: Any, data: Path) -> dict[str, MarketRules]:
