@@ -90,6 +90,15 @@ def test_an_existing_model_is_not_replaced_without_force(cli, tmp_path):
     assert out.read_bytes() == b"precious" and sorted(p.name for p in out.parent.iterdir()) == ["keep.zip"]
 
 
+def test_too_little_data_is_reported_before_an_existing_model(cli, tmp_path):
+    out = tmp_path / "keep.zip"
+    out.write_bytes(b"precious")
+    result = cli("train-rl", "--data", BTC_1H, "--start", "2021-01-01", "--end", "2021-01-08", "--out", out)
+    assert result.exit_code == 65
+    assert "has 104 usable bars after the 33-bar feature warm-up" in result.stderr
+    assert "already exists" not in result.stderr and out.read_bytes() == b"precious"
+
+
 def test_fear_and_greed_model_trains_and_trades_in_paper_with_its_sentiment_file(cli, tmp_path, data_dir):
     out = tmp_path / "fng.zip"
     result = cli("train-rl", "--data", data_dir / DAILY, "--sentiment", data_dir / FNG, "--start", "2024-03-01",
@@ -141,6 +150,13 @@ def test_progress_observers_render_steps_evaluations_and_stages():
     assert out[0] == "training 1,000 steps"
     assert sum(1 for line in out if line.startswith("step ") and "/1,000 (" in line) == 10
     assert "step 500: validation return -1.00% (best +2.00%)" in out
+    # whole rollouts end past the budget, and a resumed run starts part-way: never past 100 %
+    lines = io.StringIO()
+    resumed = PlainTrainProgress(lines)
+    resumed.on_start(1024, 640)
+    resumed.on_progress(1280, 1024)
+    assert lines.getvalue().splitlines() == ["training 1,024 steps, resuming at 640",
+                                             "step 1,024/1,024 (100%) after 0 s"]
 
 
 def test_train_rl_help_lists_the_documented_options(cli):

@@ -241,6 +241,18 @@ class _StopAfter(NullTrainObserver):
             self.stop.set()
 
 
+class _Recorder(NullTrainObserver):
+    def __init__(self) -> None:
+        self.starts: list[tuple[int, int]] = []
+        self.progress: list[tuple[int, int]] = []
+
+    def on_start(self, total: int, done: int) -> None:
+        self.starts.append((total, done))
+
+    def on_progress(self, done: int, total: int) -> None:
+        self.progress.append((done, total))
+
+
 def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     settings = load_settings(home=tmp_path / "home")
     out = tmp_path / "m" / "resume.zip"
@@ -261,8 +273,12 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
 
     with pytest.raises(ConfigError, match=r"used other options or data \(split, window differ\)"):
         train_rl(settings, replace(options, window=12, resume=True))
-    result = train_rl(settings, replace(options, resume=True))
+    seen = _Recorder()
+    result = train_rl(settings, replace(options, resume=True), seen)
     assert result.resumed_from == state["num_timesteps"]
+    assert seen.starts == [(1024, state["num_timesteps"])]
+    assert seen.progress and all(done <= total == 1024 for done, total in seen.progress)
+    assert seen.progress[-1] == (1024, 1024)  # the last rollout ends past 1,024 steps; shown as 100 %
     assert result.meta.timesteps >= 1024
     assert out.is_file() and not ckpt.exists()
     with pytest.raises(ConfigError, match="there is no interrupted training to resume"):

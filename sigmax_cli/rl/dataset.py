@@ -67,6 +67,8 @@ def load_training_candles(options: TrainOptions) -> Candles:
     """
     from sigmax_cli.paper import parse_time
 
+    if options.symbol is None or options.timeframe is None:  # check_options fills them
+        raise ConfigError("the symbol and timeframe are not known", "pass --symbol and --timeframe")
     path = Path(options.data).expanduser()
     start_ms = parse_time(options.start, "--start") if options.start else None
     end_ms = parse_time(options.end, "--end") if options.end else None

@@ -205,7 +205,7 @@ class TradingEnv(gym.Env):
             windows hold non-finite features.
     """
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, market: MarketSeries, features: np.ndarray, window: int, segment: tuple[int, int],
                  costs: CostModel | None = None, initial_equity: float = 10_000.0, episode_bars: int | None = None,
@@ -228,6 +228,7 @@ class TradingEnv(gym.Env):
         steps = hi - 1 - lo
         self.episode_bars = None if episode_bars is None else max(1, min(int(episode_bars), steps))
         self.observation_space = observation_space(window, features.shape[1], clip)
+        self._obs_size = observation_size(window, features.shape[1])
         self.action_space = spaces.Discrete(len(ACTIONS))
         self._windows = window_matrix(np.asarray(features, dtype=np.float32), window)
         self._ts = market.ts.tolist()
@@ -355,6 +356,8 @@ class TradingEnv(gym.Env):
     def _fill(self, u: int) -> None:
         """Match the open order against bar ``u`` (PaperBroker.on_bar/_match, market orders)."""
         order = self._order
+        if order is None:
+            return
         ts = self._ts[u]
         if order.created_ms > ts:
             return
@@ -434,7 +437,7 @@ class TradingEnv(gym.Env):
         state = account_state(self.long, self._close[t], self.avg_cost,
                               (self._ts[t] - self.opened_ms) / self._tf + 1.0 if self.opened_ms is not None else 0.0,
                               self.window, self.clip)
-        obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
+        obs = np.empty(self._obs_size, dtype=np.float32)
         obs[:-3] = self._windows[t - self.window + 1]
         obs[-3:] = state
         return obs

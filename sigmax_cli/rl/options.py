@@ -118,7 +118,9 @@ def check_options(options: TrainOptions) -> TrainOptions:
         raise ConfigError(f"--episode-bars must be at least 2, not {o.episode_bars}", "pass e.g. --episode-bars 720")
     if not 1 <= o.torch_threads <= 256:
         raise ConfigError(f"torch threads must be between 1 and 256, not {o.torch_threads}", "pass 1")
-    hyper = dict(DEFAULT_HYPER[algo])
+    if o.symbol is None or o.timeframe is None:
+        raise ConfigError("the symbol and timeframe are not known", "pass --symbol and --timeframe")
+    hyper: dict[str, Any] = dict(DEFAULT_HYPER[algo])
     if o.learning_rate is not None:
         if not (o.learning_rate > 0 and math.isfinite(o.learning_rate)):
             raise ConfigError(f"--learning-rate must be positive, not {o.learning_rate}", "pass e.g. 3e-4")
@@ -139,9 +141,9 @@ def check_options(options: TrainOptions) -> TrainOptions:
     if algo == "ppo" and hyper["batch_size"] > hyper["n_steps"] * o.n_envs:
         raise ConfigError(f"--batch-size {hyper['batch_size']} is larger than a rollout of {hyper['n_steps']} steps "
                           f"x {o.n_envs} environments", "lower --batch-size or raise --n-steps / --n-envs")
-    for name, value in (("--eval-every", o.eval_every), ("--checkpoint-every", o.checkpoint_every)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} must be at least 1 step, not {value}", f"pass e.g. {name} 10000")
+    for name, steps in (("--eval-every", o.eval_every), ("--checkpoint-every", o.checkpoint_every)):
+        if steps is not None and steps < 1:
+            raise ConfigError(f"{name} must be at least 1 step, not {steps}", f"pass e.g. {name} 10000")
     symbol = o.symbol.strip().upper()
     if "/" not in symbol:
         raise ConfigError(f"symbol {o.symbol!r} must look like BASE/QUOTE", "pass e.g. --symbol BTC/USDT")

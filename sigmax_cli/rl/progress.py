@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class TrainObserver(Protocol):
@@ -59,7 +63,7 @@ class RichTrainProgress:
         console: a :class:`rich.console.Console` (stdout, or stderr under ``--json``).
     """
 
-    def __init__(self, console) -> None:
+    def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -74,7 +78,7 @@ class RichTrainProgress:
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> RichTrainProgress:
         self.progress.start()

@@ -172,8 +172,9 @@ def _train(o: TrainOptions, d: Dataset, costs: CostModel, initial_equity: float,
 
     torch.set_num_threads(o.torch_threads)
     hyper = hyperparameters(o, o.timesteps)
-    algo_cls: type[BaseAlgorithm] = {"ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C,
-                                     "dqn": stable_baselines3.DQN}[o.algo]
+    algorithms: dict[str, type[BaseAlgorithm]] = {"ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C,
+                                                  "dqn": stable_baselines3.DQN}
+    algo_cls = algorithms[o.algo]
     clip = d.normalizer.clip
     total = o.timesteps
 
@@ -252,7 +253,8 @@ def _train(o: TrainOptions, d: Dataset, costs: CostModel, initial_equity: float,
             model.set_parameters(str(best_file), exact_match=True, device="cpu")
             chosen = "best"
         except Exception:  # a damaged best model (crash while saving): keep the final one
-            model.set_parameters(final_params, exact_match=True, device="cpu")
+            # get_parameters' own value; stable-baselines3's hint names only file paths and flat dicts
+            model.set_parameters(final_params, exact_match=True, device="cpu")  # type: ignore[arg-type]
     validation_reward = evaluator.best_mean_reward if chosen == "best" else final_reward
     metadata = {
         "format": FORMAT, "algo": o.algo, "symbol": o.symbol, "timeframe": o.timeframe, "window": o.window,

@@ -130,8 +130,9 @@ class RLStrategy:
             window = self._window_from(bar)
             if window is None:
                 return None
-        long = position.qty > 0.0 and position.opened_ms is not None
-        held = (bar.ts_ms - position.opened_ms) / self._tf_ms + 1.0 if long else 0.0
+        opened = position.opened_ms
+        long = position.qty > 0.0 and opened is not None
+        held = (bar.ts_ms - opened) / self._tf_ms + 1.0 if long and opened is not None else 0.0
         obs = np.empty(self._size, dtype=np.float32)
         obs[:-3] = window
         obs[-3:] = account_state(long, bar.close, position.avg_price, held, self.window, self._clip)
