@@ -49,7 +49,8 @@ def trivial_env_class():
     import gymnasium as gym
     from gymnasium import spaces
 
-    from sigmax_cli.rl.env import ACTIONS, observation_space
+    from sigmax_cli.rl.env import ACTIONS
+    from sigmax_cli.rl.observation import observation_space
 
     class TrivialEnv(gym.Env):
         """Same spaces and episode length as TradingEnv; each step returns a pre-drawn observation."""

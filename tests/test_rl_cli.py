@@ -99,6 +99,16 @@ def test_too_little_data_is_reported_before_an_existing_model(cli, tmp_path):
     assert "already exists" not in result.stderr and out.read_bytes() == b"precious"
 
 
+def test_an_unreadable_markets_file_for_the_paper_replay_stops_train_rl_before_training(cli, tmp_path):
+    markets = tmp_path / "markets.json"
+    markets.write_text("{not json")
+    before = files_under(tmp_path)
+    result = cli("train-rl", "--data", BTC_1H, "--out", tmp_path / "m.zip", env={"SIGMAX_MARKETS_FILE": str(markets)})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and str(markets) in result.stderr and "training" not in result.stdout
+    assert files_under(tmp_path) == before
+
+
 def test_fear_and_greed_model_trains_and_trades_in_paper_with_its_sentiment_file(cli, tmp_path, data_dir):
     out = tmp_path / "fng.zip"
     result = cli("train-rl", "--data", data_dir / DAILY, "--sentiment", data_dir / FNG, "--start", "2024-03-01",

@@ -21,10 +21,11 @@ pytest.importorskip("stable_baselines3")
 
 from sigmax_cli.data.candles import load_candles  # noqa: E402
 from sigmax_cli.rl.dataset import prepare_dataset  # noqa: E402
-from sigmax_cli.rl.env import MarketSeries, TradingEnv, window_matrix  # noqa: E402
+from sigmax_cli.rl.env import MarketSeries, TradingEnv  # noqa: E402
 from sigmax_cli.rl.evaluate import rollout  # noqa: E402
 from sigmax_cli.rl.features import raw_features  # noqa: E402
 from sigmax_cli.rl.model import load_model  # noqa: E402
+from sigmax_cli.rl.observation import window_matrix  # noqa: E402
 from tests.conftest import FREQTRADE_1H  # noqa: E402
 
 BTC_1H = FREQTRADE_1H / "BTC_USDT-1h.json"
@@ -141,13 +142,13 @@ def test_history_covers_what_strategy_check_measures(trained):
 def test_train_rl_replay_is_what_paper_shows_under_another_profile(trained, dataset, cli, tmp_path):
     """The conservative profile sizes at 5 % behind the risk guard: train-rl's paper replay of
     the test part (run here with that profile) equals `sigmax paper` under it to the cent."""
-    from sigmax_cli.rl.replay import replay_test
+    from sigmax_cli.rl.replay import paper_markets, replay_test
     from sigmax_cli.settings import load_settings
 
     out, summary = trained
     test = summary["metrics"]["test"]
     settings = load_settings(profile="conservative", home=tmp_path / "unused")
-    replay = replay_test(settings, dataset, load_model(out), BTC_1H)
+    replay = replay_test(settings, dataset, load_model(out), paper_markets(settings, BTC_1H))
     assert replay.position_fraction == 0.05 and replay.profile == "conservative"
     assert replay.to_dict()["basis"] == ("paper engine: profile conservative, 5 % of equity per position, "
                                          "the profile's risk guard")

@@ -20,10 +20,11 @@ from sigmax_cli.data.candles import load_candles  # noqa: E402
 from sigmax_cli.errors import ConfigError, Interrupted  # noqa: E402
 from sigmax_cli.rl.checkpoint import checkpoint_dir  # noqa: E402
 from sigmax_cli.rl.dataset import prepare_dataset  # noqa: E402
-from sigmax_cli.rl.env import LONG, STATE_FEATURES, CostModel, MarketSeries, TradingEnv  # noqa: E402
+from sigmax_cli.rl.env import LONG, CostModel, MarketSeries, TradingEnv  # noqa: E402
 from sigmax_cli.rl.evaluate import rollout  # noqa: E402
 from sigmax_cli.rl.features import FeatureSpec, raw_features  # noqa: E402
 from sigmax_cli.rl.model import check_compatible, load_model, read_metadata  # noqa: E402
+from sigmax_cli.rl.observation import STATE_FEATURES  # noqa: E402
 from sigmax_cli.rl.options import TrainOptions  # noqa: E402
 from sigmax_cli.rl.progress import NullTrainObserver  # noqa: E402
 from sigmax_cli.rl.train import train_rl  # noqa: E402

@@ -40,8 +40,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sigmax_cli.errors import ConfigError, DataError
-from sigmax_cli.rl.env import ACTIONS, STATE_FEATURES, observation_size, observation_space
+from sigmax_cli.rl.env import ACTIONS
 from sigmax_cli.rl.features import KNOWN_FEATURES, FeatureSpec, Normalizer
+from sigmax_cli.rl.observation import STATE_FEATURES, observation_size, observation_space
 
 FORMAT = "sigmax-rl/1"
 SB3_ENTRIES = ("data", "policy.pth")

@@ -83,7 +83,7 @@ def paper_markets(settings: Any, data: Path) -> dict[str, MarketRules]:
     return load_markets_file(beside) if beside is not None else {}
 
 
-def replay_test(settings: Any, dataset: Any, model: Any, data: Path) -> PaperReplay:
+def replay_test(settings: Any, dataset: Any, model: Any, markets: dict[str, MarketRules]) -> PaperReplay:
     """Replay the test part of ``dataset`` with ``model`` through the paper engine.
 
     Args:
@@ -91,10 +91,9 @@ def replay_test(settings: Any, dataset: Any, model: Any, data: Path) -> PaperRep
             costs and balance, risk limits, position fraction).
         dataset: the run's :class:`~sigmax_cli.rl.dataset.Dataset`.
         model: a :class:`~sigmax_cli.rl.model.LoadedModel` (the chosen policy).
-        data: ``--data`` of train-rl (for the ``markets.json`` beside it).
-
-    Raises:
-        ConfigError: unusable market rules or risk settings.
+        markets: market rules by symbol (:func:`paper_markets`, read before training so that a
+            bad file stops train-rl before hours of work); a missing symbol trades with
+            :func:`~sigmax_cli.markets.default_rules`, as in ``paper``.
     """
     from sigmax_cli.brokers.paper import PaperBroker
     from sigmax_cli.data.timeframes import timeframe_to_ms
@@ -113,7 +112,7 @@ def replay_test(settings: Any, dataset: Any, model: Any, data: Path) -> PaperRep
     feed = ReplayFeed({candles.symbol: replay}, strategy.features, skip=lo - cut)
     quote = candles.symbol.split("/")[1].split(":")[0]
     paper, risk = settings.paper, settings.risk
-    broker = PaperBroker({quote: paper.balance}, paper_markets(settings, data), maker_fee=paper.maker_fee,
+    broker = PaperBroker({quote: paper.balance}, markets, maker_fee=paper.maker_fee,
                          taker_fee=paper.taker_fee, slippage_bps=paper.slippage_bps,
                          participation=paper.participation)
     guard = build_guard(risk, timeframe_to_ms(candles.timeframe))

@@ -48,13 +48,16 @@ import numpy as np
 
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import ConfigError, Interrupted
+from sigmax_cli.markets import MarketRules
 from sigmax_cli.rl.checkpoint import STATE_FILE, checkpoint_dir, identity, read_state, save_checkpoint
 from sigmax_cli.rl.dataset import Dataset, load_training_candles, prepare_dataset
-from sigmax_cli.rl.env import ACTIONS, STATE_FEATURES, CostModel, TradingEnv
+from sigmax_cli.rl.env import ACTIONS, CostModel, TradingEnv
 from sigmax_cli.rl.features import BASE_FEATURES, SENTIMENT_FEATURE, FeatureSpec, SentimentSeries, load_fear_greed
 from sigmax_cli.rl.model import FORMAT, ModelMetadata, library_versions, metadata_path, write_model
+from sigmax_cli.rl.observation import STATE_FEATURES
 from sigmax_cli.rl.options import NET_ARCH, TrainOptions, check_options, default_out, hyperparameters, resolve_names
 from sigmax_cli.rl.progress import NullTrainObserver, TrainObserver
+from sigmax_cli.rl.replay import paper_markets, replay_test
 
 
 @dataclass
@@ -124,6 +127,7 @@ def train_rl(settings: Any, options: TrainOptions, observer: TrainObserver | Non
         raise ConfigError(f"--out {out} is a directory", "pass a file name ending in .zip")
     costs = CostModel.from_settings(settings.paper)
     initial_equity = float(settings.paper.balance)
+    markets = paper_markets(settings, o.data)  # for the paper replay of the test part; a bad file stops us now
     run_identity = identity(o, dataset, costs, initial_equity)
     state = read_state(state_file, run_identity) if o.resume else None
     _require_sb3()
@@ -133,7 +137,7 @@ def train_rl(settings: Any, options: TrainOptions, observer: TrainObserver | Non
         shutil.rmtree(ckpt)
     try:
         meta = _train(o, dataset, costs, initial_equity, out, ckpt, run_identity, state, observer,
-                      stop or threading.Event(), settings)
+                      stop or threading.Event(), settings, markets)
     except Exception:
         if not state_file.is_file():  # no checkpoint to resume from: leave nothing behind
             shutil.rmtree(ckpt, ignore_errors=True)
@@ -160,7 +164,7 @@ def _data_warnings(candles: Candles) -> list[str]:
 
 def _train(o: TrainOptions, d: Dataset, costs: CostModel, initial_equity: float, out: Path, ckpt: Path,
            run_identity: dict[str, Any], state: dict[str, Any] | None, observer: TrainObserver,
-           stop: threading.Event, settings: Any) -> ModelMetadata:
+           stop: threading.Event, settings: Any, markets: dict[str, MarketRules]) -> ModelMetadata:
     import stable_baselines3
     import torch
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -268,27 +272,26 @@ def _train(o: TrainOptions, d: Dataset, costs: CostModel, initial_equity: float,
         "costs": costs.to_dict(), "initial_equity": initial_equity, "timesteps": int(model.num_timesteps),
         "versions": library_versions(), "model_sha256": "", "created_ms": int(time.time() * 1000),
     }
-    metadata["metrics"] = _test(o, d, model.policy, metadata, costs, initial_equity, settings, observer, out,
+    metadata["metrics"] = _test(d, model.policy, metadata, costs, initial_equity, settings, markets, observer, out,
                                 chosen, validation_reward, final_reward)
     observer.on_stage("saving")
     return write_model(model, metadata, out)
 
 
-def _test(o: TrainOptions, d: Dataset, policy: Any, metadata: dict[str, Any], costs: CostModel,
-          initial_equity: float, settings: Any, observer: TrainObserver, out: Path, chosen: str,
+def _test(d: Dataset, policy: Any, metadata: dict[str, Any], costs: CostModel, initial_equity: float,
+          settings: Any, markets: dict[str, MarketRules], observer: TrainObserver, out: Path, chosen: str,
           validation_reward: float, final_reward: float) -> dict[str, Any]:
     """The metrics of the chosen policy: validation, the environment's test table, the paper
     replay of the test part and the warnings when it loses to staying flat."""
     from sigmax_cli.rl.evaluate import evaluate_test
     from sigmax_cli.rl.model import LoadedModel, Predictor
-    from sigmax_cli.rl.replay import replay_test
 
     observer.on_stage("testing against buy-and-hold, flat and the rule strategy")
     test = evaluate_test(d, policy, costs, initial_equity, settings.strategy)
     observer.on_stage(f"replaying the test part through the paper engine (profile {settings.profile})")
     meta = ModelMetadata.model_validate({**metadata, "metrics": {}})
     loaded = LoadedModel(out, meta, d.spec, d.normalizer, Predictor(policy))
-    paper = replay_test(settings, d, loaded, o.data)
+    paper = replay_test(settings, d, loaded, markets)
     validation_pct = math.expm1(validation_reward) * 100.0
     rl_test = test.result("rl")
     warnings = []

@@ -33,9 +33,10 @@ import numpy as np
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.data.timeframes import timeframe_to_ms
 from sigmax_cli.errors import ConfigError
-from sigmax_cli.rl.env import FLAT, LONG, account_state, observation_size, window_matrix
+from sigmax_cli.rl.env import FLAT, LONG
 from sigmax_cli.rl.features import SentimentSeries, load_fear_greed, raw_features
 from sigmax_cli.rl.model import LoadedModel, check_compatible, load_model
+from sigmax_cli.rl.observation import account_state, observation_size, window_matrix
 from sigmax_cli.strategies.base import Bar, Features, PositionView, Signal
 
 CACHE_ENTRIES = 64
