@@ -129,8 +129,8 @@ def _render(console, result) -> None:
                   f"{metrics['selected']} policy on validation ({metrics['validation_return_pct']:+.2f}%)")
     console.print(f"train {day(split.train.start_ms)} .. {day(split.train.end_ms)}, validation "
                   f"{day(split.validation.start_ms)} .. {day(split.validation.end_ms)}")
-    console.print(f"model: {result.model_path}")
-    console.print(f"metadata: {result.metadata_path}")
+    console.print(f"model: {result.model_path}", markup=False, soft_wrap=True)
+    console.print(f"metadata: {result.metadata_path}", markup=False, soft_wrap=True)
     from sigmax_cli.data.timeframes import timeframe_to_ms
 
     def iso(ms: int) -> str:
@@ -139,4 +139,4 @@ def _render(console, result) -> None:
     end = iso(test["end_ms"] + timeframe_to_ms(m.timeframe))
     console.print(f"replay the test part: sigmax paper --data {m.data.path} --start {iso(test['start_ms'])} "
                   f"--end {end} --strategy rl:{result.model_path} (--profile rl-env: the environment's account)",
-                  markup=False)
+                  markup=False, soft_wrap=True)  # a command to copy: paths are not broken

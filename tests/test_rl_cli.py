@@ -109,6 +109,21 @@ def test_an_unreadable_markets_file_for_the_paper_replay_stops_train_rl_before_t
     assert files_under(tmp_path) == before
 
 
+def test_text_output_names_both_test_tables_and_the_replay_command(cli, tmp_path):
+    out = tmp_path / "tiny.zip"
+    result = cli("--profile", "balanced", "train-rl", "--data", BTC_1H, "--start", "2021-01-01", "--end", "2021-03-01",
+                 "--timesteps", "256", "--n-steps", "128", "--window", "8", "--episode-bars", "64", "--eval-every",
+                 "128", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # titles and captions wrap on narrow terminals
+    assert "in the training environment" in text
+    assert "environment: the whole balance in every position, no risk guard" in text
+    assert "replayed through the paper engine" in text
+    assert "paper engine: profile balanced, 10 % of equity per position, the profile's risk guard" in text
+    assert (f"replay the test part: sigmax paper --data {BTC_1H} --start 2021-02-17T13:00 --end 2021-03-01T00:00 "
+            f"--strategy rl:{out}") in text
+
+
 def test_fear_and_greed_model_trains_and_trades_in_paper_with_its_sentiment_file(cli, tmp_path, data_dir):
     out = tmp_path / "fng.zip"
     result = cli("train-rl", "--data", data_dir / DAILY, "--sentiment", data_dir / FNG, "--start", "2024-03-01",
