@@ -83,8 +83,6 @@ class TrainResult:
 
 
 # -- training -----------------------------------------------------------------------------------
-
-
 def train_rl(settings: Any, options: TrainOptions, observer: TrainObserver | None = None,
              stop: threading.Event | None = None) -> TrainResult:
     """Train, select on validation, test and save a model (see the module docstring).
@@ -98,7 +96,7 @@ def train_rl(settings: Any, options: TrainOptions, observer: TrainObserver | Non
 
     Raises:
         ConfigError: bad options, an existing model or checkpoints in the way, a resume
-            that does not match, the rl extra not installed.
+            that does not match, an unreadable markets file, the rl extra not installed.
         DataError: missing, corrupt or too little data; a sentiment file with holes.
         Interrupted: ``stop`` was set; a checkpoint was saved for ``--resume``.
     """
