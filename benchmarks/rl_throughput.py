@@ -36,9 +36,9 @@ WINDOW = 32
 
 def build_env(data: Path):
     from sigmax_cli.data.candles import load_candles
+    from sigmax_cli.rl.dataset import prepare_dataset
     from sigmax_cli.rl.env import TradingEnv
     from sigmax_cli.rl.features import FeatureSpec
-    from sigmax_cli.rl.train import prepare_dataset
 
     dataset = prepare_dataset(load_candles(data), FeatureSpec(), WINDOW, 0.2, 0.2)
     return lambda: TradingEnv(dataset.market, dataset.features, WINDOW, dataset.segments["train"],
@@ -49,7 +49,8 @@ def trivial_env_class():
     import gymnasium as gym
     from gymnasium import spaces
 
-    from sigmax_cli.rl.env import ACTIONS, observation_space
+    from sigmax_cli.rl.env import ACTIONS
+    from sigmax_cli.rl.observation import observation_space
 
     class TrivialEnv(gym.Env):
         """Same spaces and episode length as TradingEnv; each step returns a pre-drawn observation."""

@@ -32,6 +32,8 @@ def paper(
                                                   "e.g. 20210101-20210301 or 20210101- (end excluded).")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="rules, rl:MODEL.zip, PATH.py:Class, "
                                             "module:Class or a plugin (sigmax strategy list).")] = "rules",
+    allow_other_symbol: Annotated[bool, typer.Option("--allow-other-symbol", help="Let an rl: model trained on "
+                                                     "another symbol trade these (refused by default).")] = False,
     balance: Annotated[
         float | None, typer.Option("--balance", help="Starting quote balance (profile default).")
     ] = None,
@@ -78,6 +80,7 @@ def paper(
     settings = state.settings(overrides={
         "timeframe": timeframe, "markets_file": markets, "symbols": wanted,
         "paper": {"balance": balance, "maker_fee": fee, "taker_fee": fee, "slippage_bps": slippage_bps},
+        "rl": {"allow_other_symbol": True if allow_other_symbol else None},
     }, home_must_be_dir=True)
     plan = prepare_paper(settings, PaperOptions(data=data_path, symbols=wanted, start=start, end=end, strategy=strategy,
                                                 speed=speed, max_bars=max_bars, run_id=run_id))

@@ -21,6 +21,8 @@ def run(
     symbols: Annotated[str | None, typer.Option("--symbols", help="e.g. BTC/USDT,ETH/USDT (profile default).")] = None,
     timeframe: Annotated[str | None, typer.Option("--timeframe", help="Bar length, e.g. 1m (profile default).")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="rules or rl:MODEL.zip.")] = "rules",
+    allow_other_symbol: Annotated[bool, typer.Option("--allow-other-symbol", help="Let an rl: model trained on "
+                                                     "another symbol trade these (refused by default).")] = False,
     max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N closed bars.")] = None,
     confirm_live: Annotated[bool, typer.Option("--confirm-live", help="Allow --env live (real money).")] = False,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics here.")] = None,
@@ -44,7 +46,9 @@ def run(
         check_env_file(env_file or state.env_file)
     path, warnings = find_env_file(env, env_file or state.env_file, home)
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
-    settings = state.settings(overrides={"timeframe": timeframe, "symbols": wanted, "env": env}, env_file=path,
+    settings = state.settings(overrides={"timeframe": timeframe, "symbols": wanted, "env": env,
+                                                 "rl": {"allow_other_symbol": True if allow_other_symbol else None}},
+                              env_file=path,
                               home_must_be_dir=True)
     options = LiveOptions(env=env, symbols=wanted, strategy=strategy, max_ticks=max_ticks,
                           confirm_live=confirm_live, metrics_port=metrics_port)

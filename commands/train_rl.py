@@ -58,7 +58,7 @@ def train_rl(
     from sigmax_cli.rl import require_extra
 
     require_extra("train-rl and RL policies")
-    from sigmax_cli.rl.train import TrainOptions
+    from sigmax_cli.rl.options import TrainOptions
     from sigmax_cli.rl.train import train_rl as run
     from sigmax_cli.signals import stop_on_signals
 
@@ -83,8 +83,7 @@ def train_rl(
 def _observer(state, as_json: bool):
     from contextlib import nullcontext
 
-    from sigmax_cli.rl.progress import PlainTrainProgress, RichTrainProgress
-    from sigmax_cli.rl.train import NullTrainObserver
+    from sigmax_cli.rl.progress import NullTrainObserver, PlainTrainProgress, RichTrainProgress
 
     stream = sys.stderr if as_json else sys.stdout
     if state.verbosity < 0 or (as_json and not stream.isatty()):
@@ -102,12 +101,11 @@ def _render(console, result) -> None:
     def day(ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
-    for warning in result.warnings:
-        console.print(f"warning: {warning}")
     m = result.meta
     metrics = m.metrics
     test = metrics["test"]
-    table = Table(title=f"test {day(test['start_ms'])} .. {day(test['end_ms'])} UTC ({test['bars']} bars)")
+    span = f"test {day(test['start_ms'])} .. {day(test['end_ms'])} UTC ({test['bars']} bars)"
+    table = Table(title=f"{span}, in the training environment", caption=test.get("basis"))
     for column in ("strategy", "return", "Sharpe", "max drawdown", "trades", "final equity"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for name, r in test["strategies"].items():
@@ -115,11 +113,30 @@ def _render(console, result) -> None:
         table.add_row(name.replace("_", " "), f"{r['return_pct']:+.2f}%", sharpe, f"{r['max_drawdown_pct']:.2f}%",
                       str(r["trades"]), f"{r['final_equity']:,.2f}")
     console.print(table)
+    paper = metrics.get("paper")
+    if paper is not None:
+        replay = Table(title=f"{span}, replayed through the paper engine", caption=paper["basis"])
+        for column in ("strategy", "return", "drawdown", "orders", "denials", "fees", "final equity", "state"):
+            replay.add_column(column, justify="left" if column == "strategy" else "right")
+        replay.add_row("rl", f"{paper['return_pct']:+.2f}%", f"{paper['max_drawdown_pct']:.2f}%",
+                       str(paper["orders"]), str(paper["risk_denials"]), f"{paper['fees']:,.2f}",
+                       f"{paper['final_equity']:,.2f}", paper["trading_state"])
+        console.print(replay)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False)
     split = m.split
     console.print(f"{m.algo.upper()} on {m.symbol} {m.timeframe}, {m.timesteps:,} steps, seed {m.seed}; "
                   f"{metrics['selected']} policy on validation ({metrics['validation_return_pct']:+.2f}%)")
     console.print(f"train {day(split.train.start_ms)} .. {day(split.train.end_ms)}, validation "
                   f"{day(split.validation.start_ms)} .. {day(split.validation.end_ms)}")
-    console.print(f"model: {result.model_path}")
-    console.print(f"metadata: {result.metadata_path}")
-    console.print(f"paper-trade it: sigmax paper --data ... --strategy rl:{result.model_path}")
+    console.print(f"model: {result.model_path}", markup=False, soft_wrap=True)
+    console.print(f"metadata: {result.metadata_path}", markup=False, soft_wrap=True)
+    from sigmax_cli.timeframes import timeframe_to_ms
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M")
+
+    end = iso(test["end_ms"] + timeframe_to_ms(m.timeframe))
+    console.print(f"replay the test part: sigmax paper --data {m.data.path} --start {iso(test['start_ms'])} "
+                  f"--end {end} --strategy rl:{result.model_path} (--profile rl-env: the environment's account)",
+                  markup=False, soft_wrap=True)  # a command to copy: paths are not broken

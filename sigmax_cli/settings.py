@@ -374,6 +374,9 @@ class RLSettings(_Section):
     sentiment_file: Path | None = Field(
         None, description="saved alternative.me /fng/ answer for models with the fear_greed feature; "
         "None = the file the model was trained with")
+    allow_other_symbol: bool = Field(
+        False, description="let a model trained on one symbol trade another (--allow-other-symbol); "
+        "refused by default")
 
 
 class Settings(BaseModel):

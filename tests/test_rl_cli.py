@@ -90,6 +90,40 @@ def test_an_existing_model_is_not_replaced_without_force(cli, tmp_path):
     assert out.read_bytes() == b"precious" and sorted(p.name for p in out.parent.iterdir()) == ["keep.zip"]
 
 
+def test_too_little_data_is_reported_before_an_existing_model(cli, tmp_path):
+    out = tmp_path / "keep.zip"
+    out.write_bytes(b"precious")
+    result = cli("train-rl", "--data", BTC_1H, "--start", "2021-01-01", "--end", "2021-01-08", "--out", out)
+    assert result.exit_code == 65
+    assert "has 104 usable bars after the 33-bar feature warm-up" in result.stderr
+    assert "already exists" not in result.stderr and out.read_bytes() == b"precious"
+
+
+def test_an_unreadable_markets_file_for_the_paper_replay_stops_train_rl_before_training(cli, tmp_path):
+    markets = tmp_path / "markets.json"
+    markets.write_text("{not json")
+    before = files_under(tmp_path)
+    result = cli("train-rl", "--data", BTC_1H, "--out", tmp_path / "m.zip", env={"SIGMAX_MARKETS_FILE": str(markets)})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and str(markets) in result.stderr and "training" not in result.stdout
+    assert files_under(tmp_path) == before
+
+
+def test_text_output_names_both_test_tables_and_the_replay_command(cli, tmp_path):
+    out = tmp_path / "tiny.zip"
+    result = cli("--profile", "balanced", "train-rl", "--data", BTC_1H, "--start", "2021-01-01", "--end", "2021-03-01",
+                 "--timesteps", "256", "--n-steps", "128", "--window", "8", "--episode-bars", "64", "--eval-every",
+                 "128", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # titles and captions wrap on narrow terminals
+    assert "in the training environment" in text
+    assert "environment: the whole balance in every position, no risk guard" in text
+    assert "replayed through the paper engine" in text
+    assert "paper engine: profile balanced, 10 % of equity per position, the profile's risk guard" in text
+    assert (f"replay the test part: sigmax paper --data {BTC_1H} --start 2021-02-17T13:00 --end 2021-03-01T00:00 "
+            f"--strategy rl:{out}") in text
+
+
 def test_fear_and_greed_model_trains_and_trades_in_paper_with_its_sentiment_file(cli, tmp_path, data_dir):
     out = tmp_path / "fng.zip"
     result = cli("train-rl", "--data", data_dir / DAILY, "--sentiment", data_dir / FNG, "--start", "2024-03-01",
@@ -141,6 +175,13 @@ def test_progress_observers_render_steps_evaluations_and_stages():
     assert out[0] == "training 1,000 steps"
     assert sum(1 for line in out if line.startswith("step ") and "/1,000 (" in line) == 10
     assert "step 500: validation return -1.00% (best +2.00%)" in out
+    # whole rollouts end past the budget, and a resumed run starts part-way: never past 100 %
+    lines = io.StringIO()
+    resumed = PlainTrainProgress(lines)
+    resumed.on_start(1024, 640)
+    resumed.on_progress(1280, 1024)
+    assert lines.getvalue().splitlines() == ["training 1,024 steps, resuming at 640",
+                                             "step 1,024/1,024 (100%) after 0 s"]
 
 
 def test_train_rl_help_lists_the_documented_options(cli):

@@ -16,10 +16,8 @@ pytest.importorskip("stable_baselines3")
 from sigmax_cli.brokers.paper import PaperBroker  # noqa: E402
 from sigmax_cli.data.candles import load_candles  # noqa: E402
 from sigmax_cli.errors import DataError  # noqa: E402
-from sigmax_cli.model import (
-    Bar,  # noqa: E402
-    OrderRequest,  # noqa: E402
-)
+from sigmax_cli.model import Bar, OrderRequest  # noqa: E402
+from sigmax_cli.rl.dataset import prepare_dataset  # noqa: E402
 from sigmax_cli.rl.env import FLAT, HOLD, LONG, CostModel, TradingEnv  # noqa: E402
 from sigmax_cli.rl.features import (  # noqa: E402
     BASE_FEATURES,
@@ -29,7 +27,6 @@ from sigmax_cli.rl.features import (  # noqa: E402
     load_fear_greed,
     raw_features,
 )
-from sigmax_cli.rl.train import prepare_dataset  # noqa: E402
 from tests.conftest import FREQTRADE_1H  # noqa: E402
 
 WINDOW = 16

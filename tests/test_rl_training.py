@@ -18,11 +18,16 @@ pytest.importorskip("stable_baselines3")
 
 from sigmax_cli.data.candles import load_candles  # noqa: E402
 from sigmax_cli.errors import ConfigError, Interrupted  # noqa: E402
-from sigmax_cli.rl.env import LONG, STATE_FEATURES, CostModel, MarketSeries, TradingEnv  # noqa: E402
+from sigmax_cli.rl.checkpoint import checkpoint_dir  # noqa: E402
+from sigmax_cli.rl.dataset import prepare_dataset  # noqa: E402
+from sigmax_cli.rl.env import LONG, CostModel, MarketSeries, TradingEnv  # noqa: E402
 from sigmax_cli.rl.evaluate import rollout  # noqa: E402
 from sigmax_cli.rl.features import FeatureSpec, raw_features  # noqa: E402
 from sigmax_cli.rl.model import check_compatible, load_model, read_metadata  # noqa: E402
-from sigmax_cli.rl.train import NullTrainObserver, TrainOptions, checkpoint_dir, prepare_dataset, train_rl  # noqa: E402
+from sigmax_cli.rl.observation import STATE_FEATURES  # noqa: E402
+from sigmax_cli.rl.options import TrainOptions  # noqa: E402
+from sigmax_cli.rl.progress import NullTrainObserver  # noqa: E402
+from sigmax_cli.rl.train import train_rl  # noqa: E402
 from sigmax_cli.settings import load_settings  # noqa: E402
 from tests.conftest import FREQTRADE_1H  # noqa: E402
 
@@ -237,6 +242,18 @@ class _StopAfter(NullTrainObserver):
             self.stop.set()
 
 
+class _Recorder(NullTrainObserver):
+    def __init__(self) -> None:
+        self.starts: list[tuple[int, int]] = []
+        self.progress: list[tuple[int, int]] = []
+
+    def on_start(self, total: int, done: int) -> None:
+        self.starts.append((total, done))
+
+    def on_progress(self, done: int, total: int) -> None:
+        self.progress.append((done, total))
+
+
 def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     settings = load_settings(home=tmp_path / "home")
     out = tmp_path / "m" / "resume.zip"
@@ -257,8 +274,12 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(tmp_path):
 
     with pytest.raises(ConfigError, match=r"used other options or data \(split, window differ\)"):
         train_rl(settings, replace(options, window=12, resume=True))
-    result = train_rl(settings, replace(options, resume=True))
+    seen = _Recorder()
+    result = train_rl(settings, replace(options, resume=True), seen)
     assert result.resumed_from == state["num_timesteps"]
+    assert seen.starts == [(1024, state["num_timesteps"])]
+    assert seen.progress and all(done <= total == 1024 for done, total in seen.progress)
+    assert seen.progress[-1] == (1024, 1024)  # the last rollout ends past 1,024 steps; shown as 100 %
     assert result.meta.timesteps >= 1024
     assert out.is_file() and not ckpt.exists()
     with pytest.raises(ConfigError, match="there is no interrupted training to resume"):

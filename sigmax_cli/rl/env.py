@@ -22,10 +22,9 @@ plays the bar ``t + 1`` exactly as ``sigmax paper`` would with ``position_fracti
 ``tests/test_rl_env.py`` checks the equity of a scripted action sequence against the real
 :class:`~sigmax_cli.brokers.paper.PaperBroker` fed the same orders.
 
-Observation, float32, shape ``(window * F + 3,)``: the normalised features of the last
-``window`` bars (oldest first, row-major ``(window, F)``; see :mod:`sigmax_cli.rl.features`),
-then the account state: ``position`` (1.0 long, 0.0 flat), unrealised P&L
-``ln(close / avg_cost)`` with the fee-inclusive average cost of
+Observation (:mod:`sigmax_cli.rl.observation`), float32, shape ``(window * F + 3,)``: the
+normalised features of the last ``window`` bars, then the account state: ``position``,
+unrealised P&L ``ln(close / avg_cost)`` with the fee-inclusive average cost of
 :class:`sigmax_cli.portfolio.Portfolio` (0 when flat), and time in position
 ``tanh(bars_held / window)`` with ``bars_held = (ts - opened_ms) / timeframe + 1``.
 
@@ -49,10 +48,10 @@ from gymnasium import spaces
 from sigmax_cli.brokers.base import MARKET_BUY_BUFFER_DEFAULT
 from sigmax_cli.engine import DUST_NOTIONAL_FRACTION
 from sigmax_cli.markets import DEFAULT_STEP, MarketRules
+from sigmax_cli.rl.observation import account_state, observation_size, observation_space, window_matrix
 
 ACTIONS = ("hold", "long", "flat")
 HOLD, LONG, FLAT = 0, 1, 2
-STATE_FEATURES = ("position", "unrealized_pnl", "time_in_position")
 _EPS = 1e-9  # quote reservations: the float mirror of the paper broker's exact comparison
 
 
@@ -147,44 +146,6 @@ class EnvOrder:
         return max(_base(self.amount, -self.filled), 0.0)
 
 
-def observation_size(window: int, n_features: int) -> int:
-    """Length of the flat observation vector."""
-    return window * n_features + len(STATE_FEATURES)
-
-
-def observation_space(window: int, n_features: int, clip: float) -> spaces.Box:
-    """The environment's (and the trivial benchmark environment's) observation space."""
-    low = np.full(observation_size(window, n_features), -clip, dtype=np.float32)
-    high = np.full_like(low, clip)
-    low[-3], high[-3] = 0.0, 1.0     # position
-    low[-1], high[-1] = 0.0, 1.0     # time in position
-    return spaces.Box(low=low, high=high, dtype=np.float32)
-
-
-def window_matrix(features: np.ndarray, window: int) -> np.ndarray:
-    """Row ``t - window + 1`` holds bars ``t - window + 1 .. t`` flattened row-major.
-
-    Args:
-        features: normalised features, shape ``(n, F)``.
-    Returns:
-        shape ``(n - window + 1, window * F)`` float32 (empty when ``n < window``).
-    """
-    n, f = features.shape
-    if n < window:
-        return np.empty((0, window * f), dtype=np.float32)
-    view = np.lib.stride_tricks.sliding_window_view(features, (window, f))[:, 0]
-    return np.ascontiguousarray(view.reshape(n - window + 1, window * f), dtype=np.float32)
-
-
-def account_state(position: bool, close: float, avg_cost: float, bars_held: float, window: int,
-                  clip: float) -> tuple[float, float, float]:
-    """``(position, unrealised log P&L, time in position)`` as the observation holds them."""
-    if not position or avg_cost <= 0.0:
-        return 0.0, 0.0, 0.0
-    upnl = max(-clip, min(clip, math.log(close / avg_cost)))
-    return 1.0, upnl, math.tanh(bars_held / window)
-
-
 class TradingEnv(gym.Env):
     """See the module docstring.
 
@@ -205,7 +166,7 @@ class TradingEnv(gym.Env):
             windows hold non-finite features.
     """
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, market: MarketSeries, features: np.ndarray, window: int, segment: tuple[int, int],
                  costs: CostModel | None = None, initial_equity: float = 10_000.0, episode_bars: int | None = None,
@@ -228,6 +189,7 @@ class TradingEnv(gym.Env):
         steps = hi - 1 - lo
         self.episode_bars = None if episode_bars is None else max(1, min(int(episode_bars), steps))
         self.observation_space = observation_space(window, features.shape[1], clip)
+        self._obs_size = observation_size(window, features.shape[1])
         self.action_space = spaces.Discrete(len(ACTIONS))
         self._windows = window_matrix(np.asarray(features, dtype=np.float32), window)
         self._ts = market.ts.tolist()
@@ -355,6 +317,8 @@ class TradingEnv(gym.Env):
     def _fill(self, u: int) -> None:
         """Match the open order against bar ``u`` (PaperBroker.on_bar/_match, market orders)."""
         order = self._order
+        if order is None:
+            return
         ts = self._ts[u]
         if order.created_ms > ts:
             return
@@ -434,7 +398,7 @@ class TradingEnv(gym.Env):
         state = account_state(self.long, self._close[t], self.avg_cost,
                               (self._ts[t] - self.opened_ms) / self._tf + 1.0 if self.opened_ms is not None else 0.0,
                               self.window, self.clip)
-        obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
+        obs = np.empty(self._obs_size, dtype=np.float32)
         obs[:-3] = self._windows[t - self.window + 1]
         obs[-3:] = state
         return obs

@@ -31,6 +31,8 @@ from sigmax_cli.report.metrics import bar_returns, max_drawdown, round_trips, sh
 from sigmax_cli.rl.env import FLAT, HOLD, LONG, CostModel, TradingEnv
 from sigmax_cli.timeframes import bars_per_year
 
+ENVIRONMENT_BASIS = "environment: the whole balance in every position, no risk guard"
+"""What the environment's table assumes (shown with it, and in ``--json``)."""
 Decide = Callable[[TradingEnv, np.ndarray], int]
 """``(env, observation) -> action``, called once per bar before the step."""
 
@@ -60,7 +62,7 @@ class Evaluation:
         return next(r for r in self.results if r.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "bars": self.bars,
+        return {"basis": ENVIRONMENT_BASIS, "start_ms": self.start_ms, "end_ms": self.end_ms, "bars": self.bars,
                 "strategies": {r.name: {k: v for k, v in asdict(r).items() if k != "name"} for r in self.results}}
 
 
@@ -146,7 +148,7 @@ def evaluate_test(dataset: Any, policy: Any, costs: CostModel, initial_equity: f
     """Play the test part with the policy and the three references (module docstring).
 
     Args:
-        dataset: a :class:`~sigmax_cli.rl.train.Dataset`.
+        dataset: a :class:`~sigmax_cli.rl.dataset.Dataset`.
         policy: a stable-baselines3 policy (``model.policy``).
         costs, initial_equity: the paper account (quote currency).
         strategy_settings: :class:`~sigmax_cli.settings.StrategySettings` of the rule strategy.

@@ -39,6 +39,7 @@ import numpy as np
 
 from sigmax_cli.errors import DataError
 from sigmax_cli.strategies import indicators
+from sigmax_cli.strategies.base import settling_bars
 
 BASE_FEATURES = ("log_return", "rsi", "macd_hist", "volume_z")
 SENTIMENT_FEATURE = "fear_greed"
@@ -52,6 +53,13 @@ DEFAULT_PARAMS: dict[str, int] = {
 }
 CLIP = 10.0
 """Normalised features are clipped to ``[-CLIP, CLIP]`` (stable-baselines3 VecNormalize default)."""
+HISTORY_TOLERANCE = 2.0 ** -24 / (2.0 * CLIP)
+"""Fraction of a smoother's seed error left after the history a replay or live feed loads
+before the first decision (:meth:`FeatureSpec.history`). A normalised feature is read as
+float32 and clipped to ``+-CLIP`` standard deviations, so a seed error spans at most
+``2 * CLIP`` of them; times this fraction it is below float32's unit roundoff ``2**-24``
+(IEEE 754 binary32, 24-bit significand): the observations then agree with those computed
+over the whole file to the last bit but for rounding, and so do the policy's decisions."""
 FEAR_GREED_MAX_AGE_MS = 2 * 86_400_000
 """A Fear & Greed value older than two days at a bar's open counts as missing (NaN)."""
 
@@ -83,6 +91,30 @@ class FeatureSpec:
         p = self.params
         return max(1, p["rsi_period"], max(p["macd_fast"], p["macd_slow"]) + p["macd_signal"] - 2,
                    p["volume_window"] - 1)
+
+    def history(self, tolerance: float = HISTORY_TOLERANCE) -> int:
+        """Bars of history before a bar for every feature there to have settled: within
+        ``tolerance`` of its seed error of the value computed over unlimited history.
+
+        ``log_return`` and ``volume_z`` are exact after their :attr:`warmup` (fixed windows),
+        ``fear_greed`` needs none; ``rsi`` is two Wilder averages (``alpha = 1 / rsi_period``)
+        of price changes, so one bar more than :func:`settling_bars`; ``macd_hist`` is the
+        signal EMA of the MACD line, whose slow EMA settles last: the line's settling index
+        plus the signal EMA's. ``sigmax strategy check`` measures the same from the data
+        (``tests/test_rl_replay.py`` compares both).
+
+        Args:
+            tolerance: fraction ``0 < tolerance < 1`` (default :data:`HISTORY_TOLERANCE`).
+        """
+        p = self.params
+        need = self.warmup
+        if "rsi" in self.names:
+            need = max(need, settling_bars(p["rsi_period"], 1.0 / p["rsi_period"], tolerance) + 1)
+        if "macd_hist" in self.names:
+            slow = max(p["macd_fast"], p["macd_slow"])
+            line = settling_bars(slow, 2.0 / (slow + 1), tolerance)
+            need = max(need, line + settling_bars(p["macd_signal"], 2.0 / (p["macd_signal"] + 1), tolerance))
+        return need
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "params": dict(self.params)}

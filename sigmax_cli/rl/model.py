@@ -19,7 +19,7 @@ metadata says which policy class and network shape to build, and only the tensor
 :class:`~sigmax_cli.errors.ConfigError` of one sentence: missing file, not a zip, a zip
 that is not a stable-baselines3 model, missing or malformed metadata, metadata of another
 zip (sha256), weights that do not fit the metadata's window and features, and (at
-:func:`check_compatible`) data of another timeframe or feature set.
+:func:`check_compatible`) data of another symbol, timeframe or feature set.
 
 torch and stable-baselines3 are imported inside the functions that need them.
 """
@@ -40,8 +40,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sigmax_cli.errors import ConfigError, DataError
-from sigmax_cli.rl.env import ACTIONS, STATE_FEATURES, observation_size, observation_space
+from sigmax_cli.rl.env import ACTIONS
 from sigmax_cli.rl.features import KNOWN_FEATURES, FeatureSpec, Normalizer
+from sigmax_cli.rl.observation import STATE_FEATURES, observation_size, observation_space
 
 FORMAT = "sigmax-rl/1"
 SB3_ENTRIES = ("data", "policy.pth")
@@ -378,18 +379,26 @@ def load_model(model_path: Path) -> LoadedModel:
 
 
 def check_compatible(meta: ModelMetadata, *, timeframe: str, spec: FeatureSpec | None = None,
-                     bars: int | None = None) -> None:
+                     bars: int | None = None, symbol: str | None = None, allow_other_symbol: bool = False) -> None:
     """Refuse data the model was not trained for.
 
     Args:
         timeframe: the data's bar length (e.g. ``"1h"``).
         spec: the feature set the caller computes; ``None`` = the model's own.
         bars: number of bars available; must cover the features' warm-up and one window.
+        symbol: the data's symbol (e.g. ``"ETH/USDT"``); ``None`` = not checked.
+        allow_other_symbol: accept a ``symbol`` other than the model's (``--allow-other-symbol``,
+            ``rl.allow_other_symbol``): its features are normalised with the training symbol's
+            statistics, which the user then takes on.
 
     Raises:
-        ConfigError: another timeframe or feature set.
+        ConfigError: another symbol (unless allowed), timeframe or feature set.
         DataError: too few bars for the feature warm-up and the window.
     """
+    if symbol is not None and symbol != meta.symbol and not allow_other_symbol:
+        raise ConfigError(f"the RL model was trained on {meta.symbol} and the data is {symbol}",
+                          f"replay {meta.symbol} candles, train a model on {symbol}, or pass --allow-other-symbol "
+                          f"(SIGMAX_RL__ALLOW_OTHER_SYMBOL=true) to run it on {symbol} anyway")
     if timeframe != meta.timeframe:
         raise ConfigError(f"the RL model was trained on {meta.timeframe} candles and the data is {timeframe}",
                           f"replay {meta.timeframe} candles (--timeframe {meta.timeframe}) or train a model on "

@@ -1,14 +1,58 @@
-"""Observers of a training run (:class:`sigmax_cli.rl.train.TrainObserver`): a rich progress
-bar for terminals and plain lines for cron and pipes.
+"""Observers of a training run (:class:`TrainObserver`): a rich progress bar for terminals,
+plain lines for cron and pipes, nothing (:class:`NullTrainObserver`).
 
-Both are context managers; use them around :func:`sigmax_cli.rl.train.train_rl`.
+The first two are context managers; use them around :func:`sigmax_cli.rl.train.train_rl`.
+Steps shown never exceed the total (PPO and A2C train in whole rollouts, so the step count
+can end past the budget, and a resumed run starts part-way).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+
+class TrainObserver(Protocol):
+    """Receives training progress; every method is optional in spirit (implement all)."""
+
+    def on_start(self, total: int, done: int) -> None:
+        """Training starts at ``done`` of ``total`` timesteps (``done > 0`` when resumed)."""
+
+    def on_progress(self, done: int, total: int) -> None:
+        """``done`` timesteps so far."""
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        """A validation pass ended (returns of the whole validation part, percent)."""
+
+    def on_stage(self, text: str) -> None:
+        """A step after training began (``"testing"``, ``"saving"``)."""
+
+    def on_finish(self) -> None:
+        """Done (also after an error)."""
+
+
+class NullTrainObserver:
+    """Ignores everything (tests, ``--quiet``, ``--json`` under cron)."""
+
+    def on_start(self, total: int, done: int) -> None:
+        return None
+
+    def on_progress(self, done: int, total: int) -> None:
+        return None
+
+    def on_eval(self, done: int, validation_return_pct: float, best_return_pct: float) -> None:
+        return None
+
+    def on_stage(self, text: str) -> None:
+        return None
+
+    def on_finish(self) -> None:
+        return None
 
 
 class RichTrainProgress:
@@ -19,7 +63,7 @@ class RichTrainProgress:
         console: a :class:`rich.console.Console` (stdout, or stderr under ``--json``).
     """
 
-    def __init__(self, console) -> None:
+    def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -34,7 +78,7 @@ class RichTrainProgress:
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
         )
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> RichTrainProgress:
         self.progress.start()
@@ -92,7 +136,8 @@ class PlainTrainProgress:
         self._print(f"training {total:,} steps" + (f", resuming at {done:,}" if done else ""))
 
     def on_progress(self, done: int, total: int) -> None:
-        mark = int(100.0 * min(done, total) / total // self.every_pct) if total else 0
+        done = min(done, total)
+        mark = int(100.0 * done / total // self.every_pct) if total else 0
         if mark > self._mark:
             self._mark = mark
             self._print(f"step {done:,}/{total:,} ({100.0 * done / total:.0f}%) "

@@ -14,8 +14,9 @@ Actions map onto signals as in the environment: ``long`` while flat -> ``Signal(
 engine then sizes the order with the profile's ``position_fraction`` and sends it through
 the RiskGuard like any other strategy's.
 
-Refusals (ConfigError, one sentence): the data's timeframe is not the model's (checked on
-every ``features`` call, i.e. for each symbol of a replay and each bar live); the model
+Refusals (ConfigError, one sentence): the data's symbol (unless ``rl.allow_other_symbol``,
+``--allow-other-symbol``) or timeframe is not the model's (checked on every ``features``
+call, i.e. for each symbol of a replay and each bar live); the model
 needs the ``fear_greed`` series and no sentiment file is available. The feature set and
 the window cannot differ from the metadata: both are read from it, and weights that do
 not fit it are refused at load time.
@@ -32,9 +33,10 @@ import numpy as np
 from sigmax_cli.data.candles import Candles
 from sigmax_cli.errors import ConfigError
 from sigmax_cli.model import Bar, Features
-from sigmax_cli.rl.env import FLAT, LONG, account_state, observation_size, window_matrix
-from sigmax_cli.rl.features import load_fear_greed, raw_features
-from sigmax_cli.rl.model import check_compatible, load_model
+from sigmax_cli.rl.env import FLAT, LONG
+from sigmax_cli.rl.features import SentimentSeries, load_fear_greed, raw_features
+from sigmax_cli.rl.model import LoadedModel, check_compatible, load_model
+from sigmax_cli.rl.observation import account_state, observation_size, window_matrix
 from sigmax_cli.strategies.base import PositionView, Signal
 from sigmax_cli.timeframes import timeframe_to_ms
 
@@ -47,10 +49,14 @@ class RLStrategy:
 
     Args:
         model_path: the model zip (its metadata JSON beside it).
-        settings: the invocation's settings (``rl.sentiment_file``); optional.
+        settings: the invocation's settings (``rl.sentiment_file``, ``rl.allow_other_symbol``); optional.
+        model: the model already in memory (train-rl's replay of its test part); ``None`` =
+            read ``model_path``.
 
     Attributes:
         warmup: bars before the first decision: the features' warm-up plus ``window - 1``.
+        history: bars of history before the first decision a replay loads (and a live feed
+            fetches): the features' settling length plus ``window - 1``.
 
     Raises:
         ConfigError: the model is missing, corrupt, foreign, or lacks usable metadata; it
@@ -60,20 +66,26 @@ class RLStrategy:
 
     name = "rl"
 
-    def __init__(self, model_path: Path, settings: Any = None) -> None:
-        self.model = load_model(model_path)
+    def __init__(self, model_path: Path, settings: Any = None, *, model: LoadedModel | None = None) -> None:
+        self.model = model if model is not None else load_model(model_path)
         meta = self.model.meta
         self.meta = meta
         self.window = meta.window
         self.spec = self.model.spec
         self.warmup = self.spec.warmup + self.window - 1
+        # bars loaded before --start and fetched live: every feature of the first decision's
+        # window settled (FeatureSpec.history), so a replay from any bar decides as train-rl's
+        # environment did over the whole file
+        self.history = self.spec.history() + self.window - 1
         self._tf_ms = timeframe_to_ms(meta.timeframe)
         self._clip = self.model.normalizer.clip
         self._predict = self.model.predictor
         self._size = observation_size(self.window, len(self.spec.names))
-        self._sentiment = None
+        self._sentiment: SentimentSeries | None = None
+        rl_settings = getattr(settings, "rl", None)
+        self._allow_other_symbol = bool(getattr(rl_settings, "allow_other_symbol", False))
         if self.spec.uses_sentiment:
-            configured = getattr(getattr(settings, "rl", None), "sentiment_file", None)
+            configured = getattr(rl_settings, "sentiment_file", None)
             source = Path(configured) if configured else Path(meta.sentiment.path) if meta.sentiment else None
             if source is None or not source.is_file():
                 raise ConfigError(
@@ -86,15 +98,16 @@ class RLStrategy:
         self._cache: OrderedDict[int, tuple[Features, np.ndarray, np.ndarray]] = OrderedDict()
 
     def features(self, candles: Candles) -> Features:
-        """The model's raw features per bar (for display), after checking the timeframe.
+        """The model's raw features per bar (for display), after checking symbol and timeframe.
 
         Also prepares, for ``candles.symbol``, the normalised observation window ending at
         every bar (shape ``(n - window + 1, window * F)``), which :meth:`on_bar` reads.
 
         Raises:
-            ConfigError: ``candles.timeframe`` is not the model's.
+            ConfigError: ``candles.symbol`` (unless allowed) or ``candles.timeframe`` is not the model's.
         """
-        check_compatible(self.meta, timeframe=candles.timeframe)
+        check_compatible(self.meta, timeframe=candles.timeframe, symbol=candles.symbol,
+                         allow_other_symbol=self._allow_other_symbol)
         raw = raw_features(candles.ts, candles.close, candles.volume, self.spec, self._sentiment)
         windows = window_matrix(self.model.normalizer.apply(raw), self.window)
         finite = np.isfinite(windows).all(axis=1) if windows.size else np.zeros(0, dtype=bool)
@@ -119,8 +132,9 @@ class RLStrategy:
             window = self._window_from(bar)
             if window is None:
                 return None
-        long = position.qty > 0.0 and position.opened_ms is not None
-        held = (bar.ts_ms - position.opened_ms) / self._tf_ms + 1.0 if long else 0.0
+        opened = position.opened_ms
+        long = position.qty > 0.0 and opened is not None
+        held = (bar.ts_ms - opened) / self._tf_ms + 1.0 if long and opened is not None else 0.0
         obs = np.empty(self._size, dtype=np.float32)
         obs[:-3] = window
         obs[-3:] = account_state(long, bar.close, position.avg_price, held, self.window, self._clip)
@@ -146,6 +160,6 @@ class RLStrategy:
     def params(self) -> dict[str, object]:
         """Name, warm-up (bars) and the model's identity, recorded with a run."""
         m = self.meta
-        return {"name": self.name, "warmup": self.warmup, "model": str(self.model.path),
+        return {"name": self.name, "warmup": self.warmup, "history": self.history, "model": str(self.model.path),
                 "model_sha256": m.model_sha256, "algo": m.algo, "symbol": m.symbol, "timeframe": m.timeframe,
                 "window": m.window, "features": list(self.spec.names), "timesteps": m.timesteps, "seed": m.seed}

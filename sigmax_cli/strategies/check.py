@@ -93,9 +93,10 @@ class CheckReport:
     @property
     def needed_warmup(self) -> int | None:
         needs = [f.history_bars for f in self.features if not f.lookahead]
-        if any(n is None for n in needs):
+        known = [n for n in needs if n is not None]
+        if len(known) < len(needs):
             return None
-        return max(needs, default=0)
+        return max(known, default=0)
 
     @property
     def underwarmed(self) -> list[str]:
@@ -218,7 +219,7 @@ def check_strategy(strategy: Any, candles: Candles, *, tolerance: float = DEFAUL
         return bool(_diff(got[-1:], full[name][t: t + 1])[0] <= tolerance * scales[name])
 
     for name in causal:
-        need = 0
+        need: int | None = 0
         for t in late:
             if not settled(name, t, t + 1):  # the whole history itself: always equal, unless non-deterministic
                 need = None
@@ -233,6 +234,6 @@ def check_strategy(strategy: Any, candles: Candles, *, tolerance: float = DEFAUL
             if a == t + 1 and t > 0:  # only the whole history gives the value: not settled within the data
                 need = None
                 break
-            need = max(need, a - 1)
+            need = max(need or 0, a - 1)
         by_name[name].history_bars = need
     return report

@@ -34,7 +34,7 @@ from sigmax_cli.errors import ConfigError
 from sigmax_cli.model import Bar, Features
 from sigmax_cli.settings import StrategySettings
 from sigmax_cli.strategies import indicators
-from sigmax_cli.strategies.base import PositionView, Signal
+from sigmax_cli.strategies.base import PositionView, Signal, settling_bars
 
 FEATURES = ("ema_trend", "rsi", "macd", "macd_signal", "macd_hist")
 
@@ -46,12 +46,8 @@ HISTORY_TOLERANCE = 1e-6
 def _settle(period: int, alpha: float) -> int:
     """Bars until an exponential smoother seeded with the mean of its first ``period`` values
     keeps less than :data:`HISTORY_TOLERANCE` of its seed's error: the seed window plus
-    ``ln(tol) / ln(1 - alpha)`` bars."""
-    import math
-
-    if alpha >= 1.0:
-        return period
-    return period - 1 + math.ceil(math.log(HISTORY_TOLERANCE) / math.log(1.0 - alpha))
+    ``ln(tol) / ln(1 - alpha)`` bars (:func:`~sigmax_cli.strategies.base.settling_bars`)."""
+    return settling_bars(period, alpha, HISTORY_TOLERANCE)
 
 
 class RuleStrategy:
